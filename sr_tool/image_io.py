@@ -1,0 +1,343 @@
+"""Image I/O and colour handling: the only module in srtool that opens image files.
+
+Reading turns any still image that Pillow reads into a float32 tensor in [0, 1], shape 1xCxHxW, with
+C = 1 for grayscale and C = 3 for colour, plus the alpha plane (1x1xHxW) split off and the metadata
+needed to write the result back faithfully (ICC profile, EXIF, bit depth). Conversions are chosen from
+the decoded mode, never guessed from pixel values. EXIF orientation is applied on read and reset on
+write.
+
+16-bit PNG is read and written with pypng, because Pillow has no 16-bit RGB(A) mode; 16-bit gray TIFF
+and PNG also work through Pillow's ``I;16``.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import png  # pypng
+import torch
+from PIL import Image, ImageCms
+
+from sr_tool.files import atomic_output
+
+#: Default limit on width x height of an input image; larger images are refused as possible
+#: decompression bombs. A 12000x12000 image fits; pass ``max_pixels`` to change it.
+DEFAULT_MAX_PIXELS = 150_000_000
+
+#: Output formats by file suffix.
+FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_EXIF_ORIENTATION = 0x0112
+_PIL_LIMIT_LOCK = threading.Lock()
+
+
+class ImageReadError(ValueError):
+    """An input image could not be read; the message names the file and the reason."""
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+class ImageWriteError(ValueError):
+    """An output image could not be written; the message names the file and the reason."""
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What a decoded image was, so that an output can carry it over."""
+
+    format: str | None = None  # Pillow format name of the source, e.g. "PNG", "JPEG"
+    mode: str = "RGB"  # mode as decoded, before conversion, e.g. "P", "CMYK", "I;16"
+    bit_depth: int = 8  # 8 or 16 bits per sample
+    icc_profile: bytes | None = None
+    exif: bytes | None = None  # with the orientation tag removed (it has been applied)
+
+
+@dataclass
+class LoadedImage:
+    """Pixels in [0, 1] as float32 1xCxHxW (C = 1 gray, 3 colour), optional alpha 1x1xHxW, and info."""
+
+    pixels: torch.Tensor
+    alpha: torch.Tensor | None
+    info: ImageInfo
+
+    @property
+    def is_gray(self) -> bool:
+        return self.pixels.shape[1] == 1
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height)."""
+        return self.pixels.shape[-1], self.pixels.shape[-2]
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading
+
+
+def read_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    """Decode ``path``. Raises :class:`ImageReadError` for any unreadable, corrupt or too large file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(path, "no such file" if not path.exists() else "not a file")
+    if path.stat().st_size == 0:
+        raise ImageReadError(path, "empty file (0 bytes)")
+    try:
+        with _open_without_pillow_limit(path) as img:
+            _check_pixel_limit(path, img.size, max_pixels)
+            img.load()
+            return _decode(path, img)
+    except ImageReadError:
+        raise
+    except Image.UnidentifiedImageError:
+        raise ImageReadError(path, "not an image file, or a format Pillow cannot read") from None
+    except Exception as exc:  # decoders raise OSError, SyntaxError, zlib.error, ValueError, ... on bad data
+        raise ImageReadError(path, f"corrupt or truncated image ({_describe(exc)})") from exc
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) from the header alone, without decoding pixels or orientation."""
+    try:
+        with _open_without_pillow_limit(Path(path)) as img:
+            return img.size
+    except Exception as exc:
+        raise ImageReadError(path, f"cannot read image header ({_describe(exc)})") from exc
+
+
+class _open_without_pillow_limit:
+    """Image.open with Pillow's global bomb check off: we apply our own, configurable limit."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.img: Image.Image | None = None
+
+    def __enter__(self) -> Image.Image:
+        with _PIL_LIMIT_LOCK:  # the limit is a Pillow global; only open() reads it
+            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                self.img = Image.open(self.path)
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
+        return self.img
+
+    def __exit__(self, *exc) -> None:
+        if self.img is not None:
+            self.img.close()
+
+
+def _check_pixel_limit(path: Path, size: tuple[int, int], max_pixels: int | None) -> None:
+    w, h = size
+    if max_pixels is not None and w * h > max_pixels:
+        raise ImageReadError(
+            path,
+            f"{w}x{h} = {w * h:,} pixels is over the limit of {max_pixels:,} "
+            "(possible decompression bomb; raise the limit with max_pixels / --max-pixels)",
+        )
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _decode(path: Path, img: Image.Image) -> LoadedImage:
+    if getattr(img, "n_frames", 1) > 1:
+        img.seek(0)  # still images only: an animation gives its first frame
+    icc = img.info.get("icc_profile") or None
+    exif = img.getexif()
+    orientation = int(exif.get(_EXIF_ORIENTATION, 1) or 1)
+    mode = img.mode
+
+    if img.format == "PNG" and _png_bit_depth(path) == 16:
+        array, bit_depth = _read_png16(path), 16
+        has_alpha = array.shape[2] in (2, 4)
+    else:
+        array, has_alpha, bit_depth, icc = _pillow_to_array(path, img, icc)
+
+    array = _apply_orientation(array, orientation)
+    peak = 65535.0 if bit_depth == 16 else 255.0
+    tensor = torch.from_numpy(array.transpose(2, 0, 1).copy()).float().div_(peak)[None]
+    pixels, alpha = (tensor[:, :-1], tensor[:, -1:]) if has_alpha else (tensor, None)
+
+    exif_bytes = None
+    if "exif" in img.info:  # TIFF tags are not EXIF blocks to copy; only carry a real EXIF block
+        exif.pop(_EXIF_ORIENTATION, None)
+        exif_bytes = exif.tobytes() if len(exif) else None
+    info = ImageInfo(format=img.format, mode=mode, bit_depth=bit_depth, icc_profile=icc, exif=exif_bytes)
+    return LoadedImage(pixels=pixels.contiguous(), alpha=None if alpha is None else alpha.contiguous(), info=info)
+
+
+def _pillow_to_array(path: Path, img: Image.Image, icc: bytes | None) -> tuple[np.ndarray, bool, int, bytes | None]:
+    """HxWxC array (uint8 or uint16), whether the last channel is alpha, bit depth, ICC to keep."""
+    mode = img.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        # 16-bit gray (PNG, TIFF). Mode "I" is 32-bit signed; its sources here are 16-bit gray files.
+        array = np.asarray(img).astype(np.int64).clip(0, 65535).astype(np.uint16)
+        return array[:, :, None], False, 16, icc
+    if mode == "F":
+        raise ImageReadError(path, "32-bit float images (mode F) are not supported")
+    if mode == "CMYK":
+        if icc:  # colour-managed CMYK -> sRGB; the output is then plain sRGB, so the CMYK profile is dropped
+            src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            img = ImageCms.profileToProfile(img, src, ImageCms.createProfile("sRGB"), outputMode="RGB")
+        else:
+            img = img.convert("RGB")
+        return np.asarray(img), False, 8, None
+    if mode in ("1", "L"):
+        return np.asarray(img.convert("L"))[:, :, None], False, 8, icc
+    if mode in ("LA", "La"):
+        return np.asarray(img.convert("LA")), True, 8, icc
+    if mode in ("P", "PA"):
+        has_alpha = mode == "PA" or "transparency" in img.info
+        return np.asarray(img.convert("RGBA" if has_alpha else "RGB")), has_alpha, 8, icc
+    if mode in ("RGBA", "RGBa"):
+        return np.asarray(img.convert("RGBA")), True, 8, icc
+    if mode in ("RGB", "RGBX", "YCbCr", "HSV", "LAB"):
+        return np.asarray(img.convert("RGB")), False, 8, icc
+    raise ImageReadError(path, f"unsupported image mode {mode}")
+
+
+def _png_bit_depth(path: Path) -> int:
+    with open(path, "rb") as f:
+        head = f.read(26)
+    if len(head) < 26 or not head.startswith(_PNG_SIGNATURE):
+        return 8
+    return head[24]
+
+
+def _read_png16(path: Path) -> np.ndarray:
+    width, height, rows, meta = png.Reader(filename=str(path)).asDirect()
+    planes = meta["planes"]
+    array = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows])
+    return array.reshape(height, width, planes)
+
+
+def _apply_orientation(a: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (1-8) to an HxWxC array."""
+    ops = {
+        2: lambda x: x[:, ::-1],
+        3: lambda x: x[::-1, ::-1],
+        4: lambda x: x[::-1],
+        5: lambda x: x.swapaxes(0, 1),
+        6: lambda x: np.rot90(x, -1),
+        7: lambda x: x[::-1, ::-1].swapaxes(0, 1),
+        8: lambda x: np.rot90(x, 1),
+    }
+    return ops[orientation](a) if orientation in ops else a
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing
+
+
+def write_image(
+    path: str | Path,
+    pixels: torch.Tensor,
+    *,
+    alpha: torch.Tensor | None = None,
+    info: ImageInfo | None = None,
+    quality: int = 95,
+    bit_depth: int | None = None,
+) -> Path:
+    """Encode ``pixels`` (1xCxHxW or CxHxW, C = 1 or 3, values in [0, 1]) to ``path``, atomically.
+
+    The format comes from the suffix (.png, .jpg/.jpeg, .webp, .tif/.tiff). ICC profile and EXIF are
+    taken from ``info``. ``bit_depth`` defaults to the source's; 16 bits are written where the format
+    allows (PNG; gray TIFF), 8 elsewhere. JPEG cannot hold alpha: it is dropped there.
+    """
+    path = Path(path)
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ImageWriteError(path, f"unknown output format {path.suffix!r}; use one of {', '.join(sorted(FORMATS))}")
+    info = info or ImageInfo()
+    planes = _to_hwc(pixels, alpha if fmt != "JPEG" else None)
+    depth = bit_depth or info.bit_depth
+    gray_only = planes.shape[2] == 1
+    sixteen = depth == 16 and (fmt == "PNG" or (fmt == "TIFF" and gray_only))
+
+    try:
+        with atomic_output(path) as tmp:
+            if sixteen and fmt == "PNG":
+                _write_png16(tmp, planes, info)
+            else:
+                _pillow_image(planes, sixteen).save(tmp, format=fmt, **_save_options(fmt, info, quality))
+    except (OSError, ValueError) as exc:
+        raise ImageWriteError(path, f"cannot write image ({_describe(exc)})") from exc
+    return path
+
+
+def _to_hwc(pixels: torch.Tensor, alpha: torch.Tensor | None) -> np.ndarray:
+    """Float HxWxC array in [0, 1], alpha appended as the last channel."""
+    if pixels.dim() == 4:
+        if pixels.shape[0] != 1:
+            raise ValueError(f"write_image takes one image, got a batch of {pixels.shape[0]}")
+        pixels = pixels[0]
+    if pixels.dim() != 3 or pixels.shape[0] not in (1, 3):
+        raise ValueError(f"pixels must be 1xCxHxW or CxHxW with C in (1, 3), got shape {tuple(pixels.shape)}")
+    planes = [pixels.detach().float().cpu()]
+    if alpha is not None:
+        planes.append(alpha.detach().float().cpu().reshape(1, *pixels.shape[-2:]))
+    return torch.cat(planes).clamp_(0, 1).permute(1, 2, 0).numpy()
+
+
+def _quantise(planes: np.ndarray, peak: int, dtype) -> np.ndarray:
+    return np.floor(planes * peak + 0.5).astype(dtype)
+
+
+def _pillow_image(planes: np.ndarray, sixteen: bool) -> Image.Image:
+    channels = planes.shape[2]
+    if sixteen:  # only gray without alpha reaches here (Pillow's I;16)
+        return Image.fromarray(_quantise(planes[:, :, 0], 65535, np.uint16), mode="I;16")
+    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels]
+    data = _quantise(planes, 255, np.uint8)
+    return Image.fromarray(data[:, :, 0] if channels == 1 else data, mode=mode)
+
+
+def _save_options(fmt: str, info: ImageInfo, quality: int) -> dict:
+    opts: dict = {}
+    if info.icc_profile:
+        opts["icc_profile"] = info.icc_profile
+    if info.exif:
+        opts["exif"] = info.exif
+    if fmt == "JPEG":
+        opts.update(quality=quality, subsampling=0 if quality >= 90 else 2, optimize=True)
+    elif fmt == "WEBP":
+        opts.update(quality=quality, lossless=quality >= 100, method=4)
+    elif fmt == "PNG":
+        opts.update(compress_level=6)
+    elif fmt == "TIFF":
+        opts.update(compression="tiff_deflate")
+    return opts
+
+
+def _write_png16(tmp: Path, planes: np.ndarray, info: ImageInfo) -> None:
+    height, width, channels = planes.shape
+    data = _quantise(planes, 65535, np.uint16).reshape(height, width * channels)
+    writer = png.Writer(
+        width, height, greyscale=channels in (1, 2), alpha=channels in (2, 4), bitdepth=16, compression=6
+    )
+    buffer = io.BytesIO()
+    writer.write(buffer, data)
+    extra = []
+    if info.icc_profile:
+        extra.append((b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(info.icc_profile)))
+    if info.exif:
+        exif = info.exif[6:] if info.exif.startswith(b"Exif\x00\x00") else info.exif
+        extra.append((b"eXIf", exif))
+    chunks = list(png.Reader(bytes=buffer.getvalue()).chunks())
+    with open(tmp, "wb") as f:
+        png.write_chunks(f, chunks[:1] + extra + chunks[1:])  # metadata goes right after IHDR
+
