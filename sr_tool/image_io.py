@@ -298,12 +298,11 @@ def _quantise(planes: np.ndarray, peak: int, dtype) -> np.ndarray:
 
 
 def _pillow_image(planes: np.ndarray, sixteen: bool) -> Image.Image:
-    channels = planes.shape[2]
-    if sixteen:  # only gray without alpha reaches here (Pillow's I;16)
-        return Image.fromarray(_quantise(planes[:, :, 0], 65535, np.uint16), mode="I;16")
-    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels]
+    # Pillow picks the mode from dtype and shape: uint16 HxW -> I;16, uint8 HxW[x2|x3|x4] -> L/LA/RGB/RGBA
+    if sixteen:  # only gray without alpha reaches here
+        return Image.fromarray(_quantise(planes[:, :, 0], 65535, np.uint16))
     data = _quantise(planes, 255, np.uint8)
-    return Image.fromarray(data[:, :, 0] if channels == 1 else data, mode=mode)
+    return Image.fromarray(data[:, :, 0] if data.shape[2] == 1 else data)
 
 
 def _save_options(fmt: str, info: ImageInfo, quality: int) -> dict:
@@ -315,7 +314,8 @@ def _save_options(fmt: str, info: ImageInfo, quality: int) -> dict:
     if fmt == "JPEG":
         opts.update(quality=quality, subsampling=0 if quality >= 90 else 2, optimize=True)
     elif fmt == "WEBP":
-        opts.update(quality=quality, lossless=quality >= 100, method=4)
+        # exact: lossless WebP would otherwise rewrite the colour of fully transparent pixels
+        opts.update(quality=quality, lossless=quality >= 100, exact=True, method=4)
     elif fmt == "PNG":
         opts.update(compress_level=6)
     elif fmt == "TIFF":

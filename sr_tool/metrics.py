@@ -28,7 +28,7 @@ def y_channel(images: torch.Tensor) -> torch.Tensor:
     as MATLAB's rgb2ycbcr does for uint8 input; gray images give their gray channel (0..255)."""
     images = quantise_8bit(images).double()
     if images.shape[1] == 1:
-        return images * 255
+        return torch.floor(images * 255 + 0.5)  # exact integer levels
     w = images.new_tensor(_Y_WEIGHTS).view(1, 3, 1, 1)
     y = 16 + (images * w).sum(dim=1, keepdim=True)
     return torch.floor(y + 0.5)

@@ -12,7 +12,7 @@ difference is weighted by learned 1x1 "linear" layers, averaged over space and s
   fetches and caches them, or the user names a local file) plus the linear layers shipped in the
   ``lpips`` wheel.
 
-The networks are frozen. Both images of a pair go through the backbone as one batch.
+The networks are frozen.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ class DeepFeatureDistance(nn.Module):
 
     def __init__(self, features: nn.Sequential, taps: Sequence[int], channels: Sequence[int]):
         super().__init__()
-        self.features = features
+        # channels_last: measurably faster convolutions on CPU (oneDNN) and on GPUs with tensor cores
+        self.features = features.to(memory_format=torch.channels_last)
         self.taps = tuple(taps)
         self.lins = nn.ModuleList(nn.Conv2d(c, 1, kernel_size=1, bias=False) for c in channels)
         self.register_buffer("shift", torch.tensor(_SHIFT).view(1, 3, 1, 1), persistent=False)
@@ -51,20 +52,27 @@ class DeepFeatureDistance(nn.Module):
         """Distance per image, shape (N,), for x, y: Nx3xHxW in [0, 1]."""
         if x.shape != y.shape or x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected two Nx3xHxW images, got {tuple(x.shape)} and {tuple(y.shape)}")
-        n = x.shape[0]
-        h = ((torch.cat([x, y]) * 2 - 1) - self.shift) / self.scale
-        total = x.new_zeros(n)
-        taps = iter(zip(self.taps, self.lins))
-        tap, lin = next(taps)
-        for i, layer in enumerate(self.features):
-            h = layer(h)
-            if i == tap:
-                fx, fy = _unit_normalise(h[:n]), _unit_normalise(h[n:])
-                total = total + lin((fx - fy) ** 2).mean(dim=(1, 2, 3))
-                tap, lin = next(taps, (None, None))
-                if tap is None:
-                    break
+        # Two passes rather than one batch of 2N: as a loss, the target's pass then needs no backward.
+        total = x.new_zeros(x.shape[0])
+        for lin, fx, fy in zip(self.lins, self.tapped_features(x), self.tapped_features(y)):
+            total = total + lin((_unit_normalise(fx) - _unit_normalise(fy)) ** 2).mean(dim=(1, 2, 3))
         return total
+
+    def tapped_features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Backbone outputs at the tapped layers, for images in [0, 1]."""
+        if not images.requires_grad:  # e.g. the target of a loss: keep no activations for backward
+            with torch.no_grad():
+                return self._tapped(images)
+        return self._tapped(images)
+
+    def _tapped(self, images: torch.Tensor) -> list[torch.Tensor]:
+        h = (((images * 2 - 1) - self.shift) / self.scale).contiguous(memory_format=torch.channels_last)
+        out = []
+        for i, layer in enumerate(self.features[: self.taps[-1] + 1]):
+            h = layer(h)
+            if i in self.taps:
+                out.append(h)
+        return out
 
 
 def _unit_normalise(f: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:

@@ -7,7 +7,7 @@ Why our own rather than pytorch-msssim:
 - Patch sizes. pytorch-msssim refuses images of 160 px or less (5 scales of an 11 px window), but SR
   training patches are 48 to 512 px. Here the number of scales is chosen to fit: as many as 5 as long
   as the coarsest scale is still >= the window, and the Wang weights of the scales used are
-  renormalised to sum to 1. A 48 px patch gets 3 scales (48, 24, 12 px), 96 px gets 4, >160 px all 5,
+  renormalised to sum to 1 (all five are used unchanged). A 48 px patch gets 3 scales (48, 24, 12 px), 96 px gets 4, >160 px all 5,
   which is exactly pytorch-msssim.
 - Finite gradients. Contrast terms are clamped at 0 (as pytorch-msssim's relu does) and raised to
   fractional powers; the power is taken of a value kept >= 1e-8, so no inf x 0 = NaN reaches the
@@ -103,7 +103,8 @@ def ms_ssim(
     _check_pair(x, y, win_size)
     levels = levels or ms_ssim_levels(min(x.shape[-2:]), win_size, len(weights))
     w = x.new_tensor(weights[:levels])
-    w = w / w.sum()
+    if levels < len(weights):  # fewer scales: renormalise the ones used (all five are used as published)
+        w = w / w.sum()
     win = gaussian_window(win_size, sigma, device=x.device, dtype=x.dtype)
     terms = []
     for level in range(levels):
