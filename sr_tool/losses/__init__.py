@@ -1,1 +1,91 @@
-"""Losses: pure tensor modules that know nothing of training frameworks or the CLI."""
+"""Losses: pure tensor modules that know nothing of training frameworks or the CLI.
+
+:func:`build_loss` turns a spec such as ``"l1"``, ``"msssim+l1"`` or ``"l1+0.1*stlpips-vgg"`` into one
+module: a weighted sum of named terms. ``msssim+l1`` written exactly so means the Zhao et al. mix
+(alpha 0.84, Gaussian-weighted L1), also available as ``msssim-l1``; to add plain L1 to MS-SSIM
+instead, give weights (``1*msssim+1*l1``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from sr_tool.losses.pixel import CharbonnierLoss, L1Loss, L2Loss
+from sr_tool.losses.ssim import MSSSIML1Loss, MSSSIMLoss, SSIMLoss
+
+
+def _deep(kind: str, net: str) -> Callable[[], nn.Module]:
+    def make() -> nn.Module:
+        from sr_tool.losses.deep import DeepFeatureLoss, load_lpips, load_st_lpips
+
+        return DeepFeatureLoss(load_st_lpips(net) if kind == "stlpips" else load_lpips(net))
+
+    return make
+
+
+#: The one registry of loss names. Every module takes (pred, target), NxCxHxW in [0, 1].
+LOSSES: dict[str, Callable[[], nn.Module]] = {
+    "l1": L1Loss,
+    "l2": L2Loss,
+    "charbonnier": CharbonnierLoss,
+    "ssim": SSIMLoss,
+    "msssim": MSSSIMLoss,
+    "msssim-l1": MSSSIML1Loss,
+    "stlpips-alex": _deep("stlpips", "alex"),
+    "stlpips-vgg": _deep("stlpips", "vgg"),
+    "lpips-alex": _deep("lpips", "alex"),
+    "lpips-vgg": _deep("lpips", "vgg"),
+}
+
+_TERM = re.compile(r"^(?:(?P<weight>\d+(?:\.\d*)?(?:e-?\d+)?|\.\d+)\s*\*\s*)?(?P<name>[a-z0-9-]+)$")
+
+
+class LossSpecError(ValueError):
+    pass
+
+
+def parse_loss_spec(spec: str) -> list[tuple[float, str]]:
+    """``"l1+0.1*stlpips-vgg"`` -> [(1.0, "l1"), (0.1, "stlpips-vgg")]; clear errors for typos."""
+    text = spec.replace(" ", "").lower()
+    if text == "msssim+l1":
+        return [(1.0, "msssim-l1")]
+    if not text:
+        raise LossSpecError(f"empty loss spec; valid names: {', '.join(LOSSES)}")
+    terms = []
+    for part in text.split("+"):
+        match = _TERM.match(part)
+        if not match:
+            raise LossSpecError(f"cannot parse loss term {part!r} in {spec!r}; write e.g. 'l1+0.1*stlpips-vgg'")
+        name = match["name"]
+        if name not in LOSSES:
+            raise LossSpecError(f"unknown loss {name!r} in {spec!r}; valid names: {', '.join(LOSSES)}")
+        terms.append((float(match["weight"]) if match["weight"] else 1.0, name))
+    return terms
+
+
+class WeightedLoss(nn.Module):
+    """Sum of weighted loss terms; ``last_terms`` holds the unweighted value of each (for logging)."""
+
+    def __init__(self, terms: list[tuple[float, str]]):
+        super().__init__()
+        self.weights = [w for w, _ in terms]
+        self.names = [n for _, n in terms]
+        self.terms = nn.ModuleList(LOSSES[n]() for n in self.names)
+        self.last_terms: dict[str, torch.Tensor] = {}
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        total = pred.new_zeros(())
+        self.last_terms = {}
+        for weight, name, term in zip(self.weights, self.names, self.terms):
+            value = term(pred, target)
+            self.last_terms[name] = value.detach()
+            total = total + weight * value
+        return total
+
+
+def build_loss(spec: str) -> WeightedLoss:
+    return WeightedLoss(parse_loss_spec(spec))

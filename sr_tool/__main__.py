@@ -1,0 +1,3 @@
+from sr_tool.cli import app
+
+app(prog_name="srtool")

@@ -1,0 +1,270 @@
+"""Training and validation data for SR: HR image folders, random crops, LR made on the fly.
+
+The DataModule owns the data; LR for training is made on the accelerator by the LightningModule
+(:meth:`sr_tool.training.SRLightningModule.on_after_batch_transfer`) with the MATLAB bicubic, unless
+paired LR folders are given or real-photo degradations are on (those run here, on the CPU workers).
+
+Determinism: every sample is a pure function of (seed, epoch, index), so runs repeat exactly and a
+resume from an epoch boundary continues the same sequence.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from sr_tool.degrade import Degradation, degrade
+from sr_tool.image_io import ImageReadError, image_size, read_image
+from sr_tool.resize import imresize
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
+
+
+class DataError(ValueError):
+    """The training data cannot be used (empty folder, images too small, ...)."""
+
+
+def find_images(folders: Sequence[str | Path]) -> list[Path]:
+    """Image files under ``folders``, recursively, sorted; a missing folder is an error."""
+    files = []
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise DataError(f"{folder}: not a folder")
+        files += sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return files
+
+
+def _to_uint8_rgb(pixels: torch.Tensor) -> torch.Tensor:
+    """3xHxW uint8 (the cache format: a quarter of float32's memory)."""
+    if pixels.shape[1] == 1:
+        pixels = pixels.expand(-1, 3, -1, -1)
+    return (pixels[0] * 255).round_().to(torch.uint8)
+
+
+@dataclass
+class _Source:
+    path: Path
+    lr_path: Path | None
+    size: tuple[int, int]  # (width, height)
+
+
+class HRCropDataset(Dataset):
+    """Random HR crops (with flips and 90-degree turns) from image files, one per index.
+
+    Index ``i`` is a sample id (see :class:`EpochSampler`); the crop depends only on (seed, i).
+    Items are dicts with ``hr`` (3xPxP float in [0, 1]) and, with paired LR folders or degradations,
+    ``lr`` (3x(P/s)x(P/s)).
+    """
+
+    def __init__(
+        self,
+        files: Sequence[Path],
+        *,
+        scale: int,
+        patch_size: int,
+        samples_per_epoch: int,
+        seed: int = 0,
+        lr_folders: Sequence[Path] | None = None,
+        hr_folders: Sequence[Path] | None = None,
+        cache_bytes: int = 4 << 30,
+        degradation: Degradation | None = None,
+    ):
+        if patch_size % scale:
+            raise DataError(f"patch size {patch_size} must be a multiple of the scale {scale}")
+        self.scale, self.patch_size, self.seed = scale, patch_size, seed
+        self.samples_per_epoch = samples_per_epoch
+        self.degradation = degradation
+        self.sources, skipped_small, readable = [], [], []
+        for path in files:
+            try:
+                width, height = image_size(path)
+            except ImageReadError as err:
+                log.warning("skipping unreadable training image %s", err)
+                continue
+            if min(width, height) < patch_size:
+                skipped_small.append(path)
+                continue
+            readable.append((path, width, height))
+        # Decode everything once, now: unreadable files are found before training starts, and when
+        # the set fits in ``cache_bytes`` (as uint8) it stays in memory, shared with forked workers.
+        keep = sum(3 * w * h for _, w, h in readable) <= cache_bytes
+        self.cache: list[tuple[torch.Tensor, torch.Tensor | None]] | None = [] if keep else None
+        for path, width, height in readable:
+            try:
+                hr = _to_uint8_rgb(read_image(path).pixels)
+            except ImageReadError as err:
+                log.warning("skipping unreadable training image %s", err)
+                continue
+            lr_path = _paired_lr(path, hr_folders, lr_folders, scale) if lr_folders else None
+            self.sources.append(_Source(path, lr_path, (width, height)))
+            if self.cache is not None:
+                self.cache.append((hr, _to_uint8_rgb(read_image(lr_path).pixels) if lr_path else None))
+        if not files:
+            raise DataError("no training images found (looked for " + ", ".join(sorted(IMAGE_SUFFIXES)) + ")")
+        if not self.sources:
+            if skipped_small:
+                raise DataError(
+                    f"the {patch_size} px crop is larger than every training image "
+                    f"({len(skipped_small)} too small); use a smaller --patch-size"
+                )
+            raise DataError("none of the training images could be read")
+        if skipped_small:
+            log.warning("skipping %d images smaller than the %d px crop", len(skipped_small), patch_size)
+
+    def __len__(self) -> int:
+        return 1 << 62  # indices are sample ids, not positions; the sampler bounds them
+
+    def _load(self, k: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.cache is not None:
+            return self.cache[k]
+        source = self.sources[k]
+        hr = _to_uint8_rgb(read_image(source.path).pixels)
+        return hr, _to_uint8_rgb(read_image(source.lr_path).pixels) if source.lr_path else None
+
+    def __getitem__(self, sample_id: int) -> dict[str, torch.Tensor]:
+        rng = random.Random(self.seed * 1_000_003 + sample_id)
+        k = rng.randrange(len(self.sources))
+        hr, lr = self._load(k)
+        s, p = self.scale, self.patch_size
+        # Crop on the LR grid so that paired LR crops line up exactly.
+        lr_h, lr_w = hr.shape[1] // s, hr.shape[2] // s
+        y, x = rng.randrange(lr_h - p // s + 1), rng.randrange(lr_w - p // s + 1)
+        item = {"hr": hr[:, y * s : y * s + p, x * s : x * s + p]}
+        if lr is not None:
+            item["lr"] = lr[:, y : y + p // s, x : x + p // s]
+        flip, turns = rng.random() < 0.5, rng.randrange(4)
+        for key, value in item.items():
+            value = value.flip(-1) if flip else value
+            item[key] = torch.rot90(value, turns, dims=(1, 2)).float().div_(255).contiguous()
+        if self.degradation is not None and "lr" not in item:
+            item["lr"] = degrade(item["hr"], s, self.degradation, rng)
+        return item
+
+
+def _paired_lr(hr_path: Path, hr_folders, lr_folders, scale: int) -> Path:
+    """The LR file for an HR file: same relative path (or ``<stem>x<scale>``) in the paired folder."""
+    for hr_root, lr_root in zip(hr_folders, lr_folders):
+        hr_root, lr_root = Path(hr_root), Path(lr_root)
+        try:
+            rel = hr_path.relative_to(hr_root)
+        except ValueError:
+            continue
+        for candidate in (lr_root / rel, lr_root / rel.parent / f"{rel.stem}x{scale}{rel.suffix}",
+                          lr_root / rel.parent / f"{rel.stem}x{scale}.png"):  # fmt: skip
+            if candidate.is_file():
+                return candidate
+    raise DataError(f"{hr_path}: no paired LR file found in {', '.join(map(str, lr_folders))}")
+
+
+class EpochSampler(Sampler[int]):
+    """Yields the sample ids of one epoch: epoch * n ... epoch * n + n - 1 (Lightning sets the epoch)."""
+
+    def __init__(self, samples_per_epoch: int):
+        self.n = samples_per_epoch
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        return iter(range(self.epoch * self.n, (self.epoch + 1) * self.n))
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class ValidationDataset(Dataset):
+    """Whole HR images (mod-cropped to the scale), one per item; LR is made by the module."""
+
+    def __init__(self, files: Sequence[Path], scale: int):
+        self.items = []
+        for path in files:
+            try:
+                pixels = read_image(path).pixels
+            except ImageReadError as err:
+                log.warning("skipping unreadable validation image %s", err)
+                continue
+            pixels = pixels.expand(-1, 3, -1, -1) if pixels.shape[1] == 1 else pixels
+            h, w = pixels.shape[-2:]
+            self.items.append((path.name, pixels[0, :, : h - h % scale, : w - w % scale].contiguous()))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i):
+        name, hr = self.items[i]
+        return {"hr": hr, "name": name}
+
+
+class SRDataModule(pl.LightningDataModule):
+    def __init__(
+        self,
+        train_dirs: Sequence[str | Path],
+        val_dirs: Sequence[str | Path] = (),
+        *,
+        scale: int = 4,
+        patch_size: int = 96,
+        batch_size: int = 16,
+        steps_per_epoch: int = 1000,
+        num_workers: int = 2,
+        seed: int = 0,
+        lr_dirs: Sequence[str | Path] | None = None,
+        cache_bytes: int = 4 << 30,
+        degradation: Degradation | None = None,
+    ):
+        super().__init__()
+        self.train_dirs = [Path(d) for d in train_dirs]
+        self.val_dirs = [Path(d) for d in val_dirs]
+        self.lr_dirs = [Path(d) for d in lr_dirs] if lr_dirs else None
+        if self.lr_dirs and len(self.lr_dirs) != len(self.train_dirs):
+            raise DataError("give one LR folder per training folder")
+        self.scale, self.patch_size, self.batch_size = scale, patch_size, batch_size
+        self.steps_per_epoch, self.num_workers, self.seed = steps_per_epoch, num_workers, seed
+        self.cache_bytes, self.degradation = cache_bytes, degradation
+        self.train_set: HRCropDataset | None = None
+        self.val_set: ValidationDataset | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None:
+            files = find_images(self.train_dirs)
+            if not files:
+                raise DataError(f"no training images in {', '.join(map(str, self.train_dirs))}")
+            self.train_set = HRCropDataset(
+                files,
+                scale=self.scale,
+                patch_size=self.patch_size,
+                samples_per_epoch=self.steps_per_epoch * self.batch_size,
+                seed=self.seed,
+                lr_folders=self.lr_dirs,
+                hr_folders=self.train_dirs,
+                cache_bytes=self.cache_bytes,
+                degradation=self.degradation,
+            )
+        if self.val_set is None and self.val_dirs:
+            self.val_set = ValidationDataset(find_images(self.val_dirs), self.scale)
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(
+            self.train_set,
+            batch_size=self.batch_size,
+            sampler=EpochSampler(self.steps_per_epoch * self.batch_size),
+            num_workers=self.num_workers,
+            persistent_workers=False,
+            pin_memory=torch.cuda.is_available(),
+            drop_last=True,
+        )
+
+    def val_dataloader(self):
+        if not self.val_set:
+            return []
+        return DataLoader(self.val_set, batch_size=1, num_workers=0)

@@ -1,0 +1,186 @@
+"""Inference engines for srtool ONNX models: ONNX Runtime (default) and PyTorch.
+
+Both expose ``run_batch(float32 NxCxhxw array) -> NxCx(sh)x(sw) array``, ``scale`` and
+``description`` (which provider or device actually runs). Devices: ``auto`` (CUDA when its provider
+really loads, else CPU with a warning if a GPU seemed present), ``cpu``, ``cuda`` or ``cuda:N``.
+An explicit CUDA request that cannot be met is an error, never a silent CPU run.
+
+The PyTorch engine rebuilds the network from the same ONNX file's weights; it serves GPU users whose
+ONNX Runtime CUDA libraries don't match their system.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from sr_tool.export import INPUT, OUTPUT, read_metadata
+from sr_tool.tiling import OutOfMemory, is_out_of_memory
+
+ENGINES = ("onnxruntime", "torch")
+
+
+class EngineError(RuntimeError):
+    """The requested engine or device cannot run here; the message says why."""
+
+
+def parse_devices(device: str) -> list[str]:
+    """'auto' | 'cpu' | 'cuda' | 'cuda:N' | 'cuda:0,cuda:1' -> list of single devices."""
+    devices = [d.strip().lower() for d in device.split(",") if d.strip()]
+    for d in devices:
+        if d not in ("auto", "cpu", "cuda") and not (d.startswith("cuda:") and d[5:].isdigit()):
+            raise EngineError(f"unknown device {d!r}; use auto, cpu, cuda, cuda:N or a list cuda:0,cuda:1")
+    if not devices:
+        raise EngineError("no device given")
+    return devices
+
+
+def _gpu_present() -> bool:
+    return Path("/dev/nvidia0").exists() or Path("/dev/nvidiactl").exists()
+
+
+class OnnxEngine:
+    def __init__(self, model_path: str | Path, device: str = "auto", *, threads: int | None = None):
+        import onnxruntime as ort
+
+        self.path = Path(model_path)
+        self.warnings: list[str] = []
+        meta = read_metadata(self.path)
+        self.scale = int(meta.get("scale", 0)) or _probe_scale(self.path)
+        self.metadata = meta
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # our own messages say what happened with the providers
+        want_cuda = device != "cpu"
+        providers: list = ["CPUExecutionProvider"]
+        if want_cuda:
+            device_id = int(device.split(":")[1]) if ":" in device else 0
+            # Tiles have one constant shape, so one exhaustive cuDNN search per shape pays off.
+            cuda_options = {"device_id": device_id, "cudnn_conv_algo_search": "EXHAUSTIVE"}
+            providers = [("CUDAExecutionProvider", cuda_options), "CPUExecutionProvider"]
+        try:
+            self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
+        except Exception as exc:
+            raise EngineError(f"{self.path}: ONNX Runtime cannot load this model ({exc})") from exc
+        active = self.session.get_providers()
+        self.on_gpu = "CUDAExecutionProvider" in active
+        if want_cuda and not self.on_gpu:
+            if device != "auto":
+                raise EngineError(
+                    f"--device {device}: ONNX Runtime's CUDA provider did not load (CUDA/cuDNN libraries "
+                    "missing or mismatched); use --device cpu, or --engine torch with a CUDA build of PyTorch"
+                )
+            if _gpu_present():
+                self.warnings.append(
+                    "a GPU is present but ONNX Runtime's CUDA provider did not load; running on CPU "
+                    "(try --engine torch)"
+                )
+        self.device = (device if device.startswith("cuda:") else "cuda:0") if self.on_gpu else "cpu"
+        self.description = f"onnxruntime {ort.__version__} {active[0]}" + (f" ({self.device})" if self.on_gpu else "")
+
+    def run_batch(self, batch: np.ndarray) -> np.ndarray:
+        try:
+            return self.session.run([OUTPUT], {INPUT: batch})[0]
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                raise OutOfMemory(str(exc)) from exc
+            raise
+
+
+class TorchEngine:
+    def __init__(self, model_path: str | Path, device: str = "auto", *, threads: int | None = None, fp16: bool = False):
+        import torch
+
+        from sr_tool.export import model_from_onnx
+
+        self.path = Path(model_path)
+        self.warnings: list[str] = []
+        self.metadata = read_metadata(self.path)
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+            if device == "cpu" and _gpu_present():
+                self.warnings.append("a GPU is present but this PyTorch build cannot use it; running on CPU")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise EngineError(f"--device {device}: this PyTorch build has no usable CUDA device")
+        if threads:
+            torch.set_num_threads(threads)
+        self.torch = torch
+        self.device = torch.device(device)
+        self.model = model_from_onnx(self.path).to(self.device)
+        self.dtype = torch.float16 if fp16 and self.device.type == "cuda" else torch.float32
+        self.model = self.model.to(self.dtype)
+        self.scale = self.model.config.scale
+        self.on_gpu = self.device.type == "cuda"
+        name = torch.cuda.get_device_name(self.device) if self.on_gpu else "CPU"
+        self.description = f"torch {torch.__version__} {self.device} ({name}, {str(self.dtype).split('.')[-1]})"
+
+    def run_batch(self, batch: np.ndarray) -> np.ndarray:
+        torch = self.torch
+        try:
+            with torch.inference_mode():
+                x = torch.from_numpy(batch).to(self.device, self.dtype)
+                return self.model(x).float().cpu().numpy()
+        except torch.OutOfMemoryError as exc:
+            torch.cuda.empty_cache()
+            raise OutOfMemory(str(exc)) from exc
+
+
+def _probe_scale(path: Path) -> int:
+    """Scale of a foreign ONNX model (no srtool metadata), from one small run."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    inp = session.get_inputs()[0]
+    channels = inp.shape[1] if isinstance(inp.shape[1], int) else 3
+    out = session.run(None, {inp.name: np.zeros((1, channels, 16, 16), np.float32)})[0]
+    if out.shape[-1] % 16:
+        raise EngineError(f"{path}: output is not an integer multiple of the input size")
+    return out.shape[-1] // 16
+
+
+def make_engine(model_path: str | Path, *, engine: str = "onnxruntime", device: str = "auto",
+                threads: int | None = None, fp16: bool = False):  # fmt: skip
+    if engine == "onnxruntime":
+        return OnnxEngine(model_path, device, threads=threads)
+    if engine == "torch":
+        return TorchEngine(model_path, device, threads=threads, fp16=fp16)
+    raise EngineError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+
+
+def model_channels(engine) -> int:
+    """Feature width from the model's config (for memory estimates); 64 when unknown."""
+    config = engine.metadata.get("config")
+    return json.loads(config).get("channels", 64) if config else 64
+
+
+def available_memory(engine) -> int:
+    """Bytes free for activations on the engine's device."""
+    if engine.on_gpu:
+        try:
+            import torch
+
+            return torch.cuda.mem_get_info(int(str(engine.device).split(":")[-1] or 0))[0]
+        except Exception:
+            return 4 << 30
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        return int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
+
+
+def auto_tile(engine, batch_size: int) -> int:
+    """Largest tile (multiple of 32, 64..1024 on GPU, ..512 on CPU) whose activations fit in a share of
+    free memory: peak activations are about 12 * channels * scale^2 bytes per input pixel."""
+    share = 0.5 if engine.on_gpu else 0.2
+    budget = available_memory(engine) * share
+    per_pixel = 12 * model_channels(engine) * engine.scale**2
+    side = int((budget / (per_pixel * batch_size)) ** 0.5) // 32 * 32
+    return max(64, min(side, 1024 if engine.on_gpu else 512))

@@ -1,0 +1,156 @@
+"""Export an SRResNet to ONNX, with its description inside the file, and check it.
+
+The ONNX graph takes ``lr`` (float32 Nx3xHxW in [0, 1], any N, H, W) and gives ``sr`` (float32
+Nx3x(sH)x(sW), not clamped). Metadata properties: ``srtool.scale``, ``srtool.config`` (the
+architecture config as JSON), ``srtool.loss``, ``srtool.version``, ``srtool.precision``,
+``srtool.weight_aliases`` (see :func:`_weight_aliases`), and any extra ``srtool.*`` entries given. Initializers keep their PyTorch state-dict names (constant folding
+is left to ONNX Runtime at load time), so the same file also rebuilds the PyTorch model
+(:func:`model_from_onnx`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from onnx import numpy_helper
+from torch import nn
+
+from sr_tool import __version__
+from sr_tool.archs import SRResNet, SRResNetConfig, build_model
+from sr_tool.files import atomic_output
+
+OPSET = 17
+INPUT, OUTPUT = "lr", "sr"
+PARITY_TOLERANCE = 1e-4
+_FP16_PREFIX = "model."
+
+
+class ExportError(RuntimeError):
+    """The exported file failed a check (ONNX checker or numerical parity)."""
+
+
+class _HalfWeights(nn.Module):
+    """fp16 weights and arithmetic inside, fp32 inputs and outputs outside."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model.half()
+
+    def forward(self, x):
+        return self.model(x.half()).float()
+
+
+def export_onnx(
+    model: SRResNet,
+    path: str | Path,
+    *,
+    loss: str = "unknown",
+    metadata: dict[str, str] | None = None,
+    fp16: bool = False,
+    parity_image: torch.Tensor | None = None,
+) -> dict:
+    """Write ``model`` to ``path`` (atomically) and verify it; returns the parity report.
+
+    ``parity_image`` (1x3xHxW in [0, 1]; a real image is best) is run through PyTorch and ONNX
+    Runtime on CPU; fp32 exports must agree within 1e-4 (max abs), fp16 within 1e-2.
+    """
+    model = model.eval().cpu().float()
+    config: SRResNetConfig = model.config
+    if parity_image is None:
+        parity_image = torch.rand(1, config.image_channels, 37, 41, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        reference = model(parity_image)
+
+    import copy
+
+    net = _HalfWeights(copy.deepcopy(model)) if fp16 else model
+    example = torch.rand(1, config.image_channels, 16, 16)
+    props = {
+        "srtool.scale": str(config.scale),
+        "srtool.config": json.dumps(asdict(config), sort_keys=True),
+        "srtool.loss": loss,
+        "srtool.version": __version__,
+        "srtool.precision": "fp16" if fp16 else "fp32",
+        **{k if k.startswith("srtool.") else f"srtool.{k}": str(v) for k, v in (metadata or {}).items()},
+    }
+    with atomic_output(path) as tmp:
+        torch.onnx.export(
+            net,
+            (example,),
+            str(tmp),
+            input_names=[INPUT],
+            output_names=[OUTPUT],
+            dynamic_axes={INPUT: {0: "batch", 2: "height", 3: "width"}, OUTPUT: {0: "batch", 2: "out_height", 3: "out_width"}},
+            opset_version=OPSET,
+            do_constant_folding=False,  # keep state-dict names on the initializers
+            dynamo=False,
+        )
+        proto = onnx.load(str(tmp))
+        props["srtool.weight_aliases"] = json.dumps(_weight_aliases(net, proto))
+        for key, value in props.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        proto.producer_name, proto.producer_version = "srtool", __version__
+        onnx.checker.check_model(proto, full_check=True)
+        onnx.save(proto, str(tmp))
+        report = _parity(tmp, parity_image, reference, PARITY_TOLERANCE if not fp16 else 1e-2)
+    return report
+
+
+def _weight_aliases(net: nn.Module, proto) -> dict[str, str]:
+    """The exporter merges initializers with identical values (e.g. untrained PReLU slopes); map each
+    state-dict key it dropped to the initializer that now holds its value."""
+    inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    aliases = {}
+    for key, tensor in net.state_dict().items():
+        if key in inits:
+            continue
+        value = tensor.detach().cpu().numpy()
+        same = [n for n, a in inits.items() if a.size == value.size and np.array_equal(a.reshape(-1), value.reshape(-1))]
+        if same:
+            aliases[key] = same[0]
+    return aliases
+
+
+def _parity(path: Path, image: torch.Tensor, reference: torch.Tensor, tolerance: float) -> dict:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    out = session.run([OUTPUT], {INPUT: image.numpy().astype(np.float32)})[0]
+    diff = float(np.abs(out - reference.numpy()).max())
+    if not diff <= tolerance:
+        raise ExportError(f"{path}: ONNX Runtime and PyTorch differ by {diff:.2e} (max abs) > {tolerance:.0e}")
+    return {"max_abs_diff": diff, "tolerance": tolerance, "image_shape": list(image.shape)}
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The ``srtool.*`` metadata of an ONNX file, keys without the prefix; {} for a foreign file."""
+    proto = onnx.load(str(path), load_external_data=False)
+    return {p.key[len("srtool.") :]: p.value for p in proto.metadata_props if p.key.startswith("srtool.")}
+
+
+def model_from_onnx(path: str | Path) -> SRResNet:
+    """Rebuild the PyTorch model (fp32) from an srtool ONNX file's config and weights."""
+    proto = onnx.load(str(path))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    if "srtool.config" not in meta:
+        raise ValueError(f"{path}: not an srtool ONNX model (no srtool.config metadata)")
+    model = build_model(SRResNetConfig.from_dict(json.loads(meta["srtool.config"])))
+    arrays = {init.name: numpy_helper.to_array(init) for init in proto.graph.initializer}
+    for key, name in json.loads(meta.get("srtool.weight_aliases", "{}")).items():
+        arrays.setdefault(key, arrays[name])
+    weights = {}
+    for name, array in arrays.items():
+        name = name[len(_FP16_PREFIX) :] if name.startswith(_FP16_PREFIX) else name
+        weights[name] = torch.from_numpy(array.astype(np.float32))
+    state = model.state_dict()
+    missing = [k for k in state if k not in weights]
+    if missing:
+        raise ValueError(f"{path}: weights missing from the ONNX file: {', '.join(missing[:5])}")
+    model.load_state_dict({k: weights[k].reshape(state[k].shape) for k in state})
+    return model.eval()

@@ -1,0 +1,163 @@
+"""Seamless tiled inference with bounded memory: :class:`TiledRunner`.
+
+An image is cut into tiles of one constant shape (the last row and column of tiles are shifted back
+inside the image rather than padded, and an image smaller than a tile is reflect-padded), so an
+accelerator sees one input shape for the whole image. Tiles overlap by ``2 * pad + blend`` input
+pixels. In the output, each tile's outer ``pad`` pixels on sides facing another tile are discarded
+(they lack context), and the next ``blend`` pixels cross-fade linearly into the neighbour. When the
+model's receptive field fits in ``pad``, the result equals whole-image inference up to float error.
+
+Output rows are finished band by band: only one band of float32 accumulators (tile height x full
+width) is alive at a time, and finished rows are written, quantised if asked, into the output array.
+That is how a 12000x8000 result fits in little more than its own 8-bit size.
+
+The runner is engine-agnostic: ``run_batch`` maps a float32 NxCxhxw array to NxCx(sh)x(sw).
+Out-of-memory errors halve the tile size and retry the image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+BatchFn = Callable[[np.ndarray], np.ndarray]
+SHAPE_MULTIPLE = 32
+
+
+class OutOfMemory(RuntimeError):
+    """Raised by an engine when a batch does not fit; the runner retries with smaller tiles."""
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, (OutOfMemory, MemoryError)) or "out of memory" in text or "failed to allocate" in text
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    tile_h: int
+    tile_w: int
+    ys: tuple[int, ...]  # top of each tile row, in input pixels (after padding)
+    xs: tuple[int, ...]
+    padded_h: int
+    padded_w: int
+
+
+def plan_tiles(height: int, width: int, tile: int, overlap: int) -> TilePlan:
+    """Tile positions covering ``height x width`` with tiles of at most ``tile`` px, >= ``overlap`` apart."""
+    if tile <= overlap:
+        raise ValueError(f"tile ({tile}) must be larger than the overlap ({overlap})")
+
+    def axis(n: int) -> tuple[int, tuple[int, ...], int]:
+        if n <= tile:  # one tile, padded up to a multiple of 32: few distinct shapes across a folder
+            size = min(tile, -(-n // SHAPE_MULTIPLE) * SHAPE_MULTIPLE)
+            return size, (0,), size
+        step = tile - overlap
+        starts = list(range(0, n - tile, step)) + [n - tile]
+        return size, tuple(starts), n
+
+    tile_h, ys, ph = axis(height)
+    tile_w, xs, pw = axis(width)
+    return TilePlan(tile_h, tile_w, ys, xs, ph, pw)
+
+
+def _ramp(length: int, start_inner: bool, end_inner: bool, pad: int, blend: int) -> np.ndarray:
+    """1-D weights of a tile: 0 over ``pad`` and a linear ramp over ``blend`` on sides facing a neighbour."""
+    w = np.ones(length, dtype=np.float32)
+    ramp = (np.arange(blend, dtype=np.float32) + 0.5) / blend if blend else np.zeros(0, np.float32)
+    for inner, view in ((start_inner, w), (end_inner, w[::-1])):
+        if inner:
+            view[:pad] = 0
+            view[pad : pad + blend] = ramp
+    return w
+
+
+class TiledRunner:
+    """Run ``run_batch`` over an image in overlapping tiles and blend them seamlessly.
+
+    ``tile`` and the margins are in input pixels. ``batch_size`` tiles go to ``run_batch`` at once.
+    """
+
+    def __init__(self, run_batch: BatchFn, scale: int, *, tile: int = 256, pad: int = 16, blend: int = 8,
+                 batch_size: int = 4, min_tile: int = 32):  # fmt: skip
+        if pad < 0 or blend < 0:
+            raise ValueError("pad and blend must be >= 0")
+        self.run_batch = run_batch
+        self.scale = scale
+        self.tile, self.pad, self.blend = tile, pad, blend
+        self.batch_size = batch_size
+        self.min_tile = max(min_tile, 2 * pad + blend + 1)
+
+    @property
+    def overlap(self) -> int:
+        return 2 * self.pad + self.blend
+
+    def __call__(self, image: np.ndarray, out_dtype=np.float32) -> np.ndarray:
+        """``image``: float32 CxHxW in [0, 1]. Returns (sH)x(sW)xC, channel-last as image encoders
+        want it, in ``out_dtype``: float32 as computed, uint8 / uint16 quantised (rounded, clamped)."""
+        while True:
+            try:
+                return self._run(image, out_dtype)
+            except Exception as exc:
+                if not is_out_of_memory(exc) or self.tile // 2 < self.min_tile:
+                    raise
+                self.tile //= 2  # and keep the smaller size for the images that follow
+
+    def _run(self, image: np.ndarray, out_dtype) -> np.ndarray:
+        c, h, w = image.shape
+        s = self.scale
+        plan = plan_tiles(h, w, self.tile, self.overlap)
+        src = image
+        if (h, w) != (plan.padded_h, plan.padded_w):
+            src = np.pad(image, ((0, 0), (0, plan.padded_h - h), (0, plan.padded_w - w)), mode="reflect")
+        out = np.empty((h * s, w * s, c), dtype=out_dtype)
+        th, tw = plan.tile_h, plan.tile_w
+        col_w = [_ramp(tw * s, i > 0, i < len(plan.xs) - 1, self.pad * s, self.blend * s) for i in range(len(plan.xs))]
+
+        band_top = 0  # first output row not yet written
+        acc = np.zeros((c, 0, w * s), np.float32)
+        weight = np.zeros((0, w * s), np.float32)
+        for row, y in enumerate(plan.ys):
+            row_w = _ramp(th * s, row > 0, row < len(plan.ys) - 1, self.pad * s, self.blend * s)
+            top, bottom = y * s, min((y + th) * s, h * s)
+            # Rows above this tile row can receive nothing more: write them out.
+            acc, weight, band_top = self._flush(out, acc, weight, band_top, top)
+            grow = bottom - (band_top + acc.shape[1])
+            if grow > 0:
+                acc = np.concatenate([acc, np.zeros((c, grow, w * s), np.float32)], axis=1)
+                weight = np.concatenate([weight, np.zeros((grow, w * s), np.float32)], axis=0)
+            tiles = [src[:, y : y + th, x : x + tw] for x in plan.xs]
+            results = self._infer(tiles)
+            for x, result, cw in zip(plan.xs, results, col_w):
+                left, right = x * s, min((x + tw) * s, w * s)
+                wt = row_w[: bottom - top, None] * cw[None, : right - left]
+                r0 = top - band_top
+                acc[:, r0 : r0 + bottom - top, left:right] += result[:, : bottom - top, : right - left] * wt
+                weight[r0 : r0 + bottom - top, left:right] += wt
+        self._flush(out, acc, weight, band_top, h * s)
+        return out
+
+    def _flush(self, out, acc, weight, band_top, upto):
+        n = upto - band_top
+        if n <= 0:
+            return acc, weight, band_top
+        rows = acc[:, :n] / np.maximum(weight[None, :n], 1e-12)
+        out[band_top:upto] = _convert(rows, out.dtype).transpose(1, 2, 0)
+        return acc[:, n:], weight[n:], upto
+
+    def _infer(self, tiles: list[np.ndarray]) -> list[np.ndarray]:
+        results = []
+        for i in range(0, len(tiles), self.batch_size):
+            batch = np.ascontiguousarray(np.stack(tiles[i : i + self.batch_size]), dtype=np.float32)
+            results.extend(self.run_batch(batch))
+        return results
+
+
+def _convert(rows: np.ndarray, dtype) -> np.ndarray:
+    if dtype == np.uint8:
+        return np.floor(np.clip(rows, 0, 1) * 255 + 0.5).astype(np.uint8)
+    if dtype == np.uint16:
+        return np.floor(np.clip(rows, 0, 1) * 65535 + 0.5).astype(np.uint16)
+    return rows.astype(dtype)

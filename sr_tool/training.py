@@ -1,0 +1,413 @@
+"""Training: the LightningModule (owns the training step) and :func:`train`, the library entry point.
+
+:class:`TrainConfig` holds every setting as a typed field; ``srtool train`` fills it from a YAML
+recipe plus command-line overrides and calls :func:`train`, which runs Lightning and ends with an
+ONNX export, ``model.pt`` (weights + config) and a JSON model card.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import platform
+import random
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from sr_tool import __version__
+from sr_tool.archs import SRResNet, SRResNetConfig, build_model, load_model, parameter_count, preset_config
+from sr_tool.data import SRDataModule
+from sr_tool.degrade import Degradation
+from sr_tool.losses import build_loss, parse_loss_spec
+from sr_tool.metrics import deep_distance, ms_ssim_rgb, psnr_y, ssim_y
+from sr_tool.resize import imresize
+
+log = logging.getLogger(__name__)
+
+SCHEDULES = ("cosine", "step", "constant")
+MONITORS = {"psnr_y": "max", "ssim_y": "max", "ms_ssim": "max", "st_lpips": "min"}
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+class TrainingError(RuntimeError):
+    """Training stopped; the message says why and what was kept."""
+
+
+@dataclass
+class TrainConfig:
+    train_dirs: list[str] = field(default_factory=list)
+    val_dirs: list[str] = field(default_factory=list)
+    lr_dirs: list[str] | None = None  # paired LR folders, one per training folder
+    out_dir: str = "runs/srtool"
+    scale: int = 4
+    preset: str = "srresnet-light"
+    loss: str = "l1"
+    patch_size: int = 96  # HR crop, pixels
+    batch_size: int = 16
+    max_steps: int = 100_000
+    steps_per_epoch: int = 1000  # validation and checkpoints happen at epoch ends
+    lr: float = 2e-4
+    schedule: str = "cosine"
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.01  # cosine floor, as a fraction of lr
+    step_milestones: list[int] = field(default_factory=list)  # step schedule: steps where lr *= step_gamma
+    step_gamma: float = 0.5
+    ema_decay: float = 0.999
+    grad_clip: float = 0.0  # max gradient norm; 0 = off
+    precision: str = "auto"  # auto: bf16-mixed on a GPU that has it, else 32
+    channels_last: bool = False
+    compile: bool = False
+    init: str | None = None  # start from another model (.pt, .ckpt or .onnx); matching layers only
+    resume: bool = False  # continue from out_dir/checkpoints/last.ckpt
+    monitor: str = "psnr_y"  # validation metric that picks the best checkpoint
+    seed: int = 0
+    num_workers: int = 2
+    cache_gb: float = 4.0
+    degradations: bool = False  # real-photo LR (blur, noise, JPEG) instead of clean bicubic
+    accelerator: str = "auto"
+    devices: str = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    export: bool = True
+    recipe: str | None = None  # the YAML file this came from, for the model card
+
+    def __post_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.monitor not in MONITORS:
+            raise ValueError(f"monitor must be one of {', '.join(MONITORS)}, got {self.monitor!r}")
+        parse_loss_spec(self.loss)  # fail now on a typo, listing the valid names
+        preset_config(self.preset, self.scale)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown training settings {unknown}; valid: {', '.join(sorted(known))}")
+        return cls(**data)
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Multiplier of the base learning rate at ``step``: linear warmup, then the schedule."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "cosine":
+        span = max(1, cfg.max_steps - cfg.warmup_steps)
+        progress = min(1.0, (step - cfg.warmup_steps) / span)
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    if cfg.schedule == "step":
+        return cfg.step_gamma ** sum(step >= m for m in cfg.step_milestones)
+    return 1.0
+
+
+class SRLightningModule(pl.LightningModule):
+    """Trains an SRResNet on (LR, HR) batches; validates and exports the EMA of its weights."""
+
+    def __init__(self, cfg: TrainConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.save_hyperparameters({"train_config": asdict(cfg)})
+        self.model = build_model(preset_config(cfg.preset, cfg.scale))
+        if cfg.init:
+            load_matching_weights(self.model, cfg.init)
+        if cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
+        self.loss = build_loss(cfg.loss)
+        self.strict_loading = False  # frozen loss networks are not stored in checkpoints
+        self._forward = torch.compile(self.model) if cfg.compile else self.model
+        self.__dict__["_st_lpips"] = None  # a metric, not a submodule: kept out of checkpoints
+
+    # -- data -------------------------------------------------------------------------------
+    def on_after_batch_transfer(self, batch, dataloader_idx):
+        # LR on the accelerator: the MATLAB bicubic with uint8 rounding, like the benchmark LR files.
+        if "lr" not in batch:
+            batch["lr"] = imresize(batch["hr"], 1 / self.cfg.scale, round_8bit=True)
+        if self.cfg.channels_last:
+            batch = {k: v.contiguous(memory_format=torch.channels_last) if torch.is_tensor(v) else v
+                     for k, v in batch.items()}  # fmt: skip
+        return batch
+
+    # -- training ---------------------------------------------------------------------------
+    def training_step(self, batch, batch_idx):
+        sr = self._forward(batch["lr"])
+        loss = self.loss(sr.float(), batch["hr"].float())
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(f"the training loss is {loss.item()} at step {self.global_step}")
+        self.log("train/loss", loss, prog_bar=True)
+        if len(self.loss.last_terms) > 1:
+            self.log_dict({f"train/{k}": v for k, v in self.loss.last_terms.items()})
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        decay = min(self.cfg.ema_decay, (1 + self.global_step) / (10 + self.global_step))
+        with torch.no_grad():
+            for e, p in zip(self.ema.parameters(), self.model.parameters()):
+                e.lerp_(p.detach(), 1 - decay)
+            for e, b in zip(self.ema.buffers(), self.model.buffers()):
+                e.copy_(b)
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr, betas=(0.9, 0.99))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, self.cfg))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # -- validation -------------------------------------------------------------------------
+    def validation_step(self, batch, batch_idx):
+        s = self.cfg.scale
+        sr = self.ema(batch["lr"].float()).clamp(0, 1)
+        hr = batch["hr"].float()
+        metrics = {"val/psnr_y": psnr_y(sr, hr, shave=s), "val/ssim_y": ssim_y(sr, hr, shave=s)}
+        if min(hr.shape[-2:]) - 2 * s >= 11:
+            metrics["val/ms_ssim"] = ms_ssim_rgb(sr, hr, shave=s)
+        metrics["val/st_lpips"] = deep_distance(sr, hr, self._st_lpips_metric(), shave=s)
+        self.log_dict({k: v.mean().float() for k, v in metrics.items()}, batch_size=1, sync_dist=True,
+                      prog_bar=False)  # fmt: skip
+
+    def _st_lpips_metric(self):
+        if self.__dict__["_st_lpips"] is None:
+            from sr_tool.losses.deep import load_st_lpips
+
+            self.__dict__["_st_lpips"] = load_st_lpips("alex").to(self.device)
+        return self.__dict__["_st_lpips"]
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("loss.")}
+        metrics = self.trainer.callback_metrics if self._trainer is not None else {}
+        checkpoint["srtool_val"] = {k: float(v) for k, v in metrics.items() if k.startswith("val/")}
+        checkpoint["srtool_rng"] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+        if torch.cuda.is_available():
+            checkpoint["srtool_rng"]["cuda"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint):
+        _as_epoch_boundary(checkpoint)
+        rng = checkpoint.get("srtool_rng")
+        if rng:
+            torch.set_rng_state(rng["torch"])
+            random.setstate(rng["python"])
+            if "cuda" in rng and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def _as_epoch_boundary(checkpoint: dict) -> None:
+    """Make a checkpoint taken in ``on_train_epoch_end`` restore as a finished epoch.
+
+    Lightning records that epoch as processed but not completed, with the batch counters still at
+    the end; on restore it then treats the next epoch as already run and skips it (compare
+    Lightning issue #19617). Marking the epoch completed and zeroing the per-epoch counters gives the
+    state of a clean epoch boundary, so ``--resume`` continues exactly where training stopped.
+    """
+    loop = checkpoint.get("loops", {}).get("fit_loop")
+    if not loop:
+        return
+    epoch, batch = loop["epoch_progress"], loop["epoch_loop.batch_progress"]
+    if batch.get("is_last_batch") and epoch["current"]["processed"] > epoch["current"]["completed"]:
+        for part in ("total", "current"):
+            epoch[part]["completed"] = epoch[part]["processed"]
+        batch["current"] = {key: 0 for key in batch["current"]}
+        batch["is_last_batch"] = False
+        loop["epoch_loop.scheduler_progress"]["current"] = {
+            key: 0 for key in loop["epoch_loop.scheduler_progress"]["current"]
+        }
+
+
+def load_matching_weights(model: nn.Module, source: str | Path) -> tuple[int, int]:
+    """Copy the weights of ``source`` (.pt from save_model, Lightning .ckpt, or srtool .onnx) whose
+    names and shapes match, e.g. an x2 body from an x4 model; returns (copied, skipped)."""
+    source = Path(source)
+    if source.suffix == ".onnx":
+        from sr_tool.export import model_from_onnx
+
+        state = model_from_onnx(source).state_dict()
+    elif source.suffix == ".ckpt":
+        ckpt = torch.load(source, map_location="cpu", weights_only=True)
+        full = ckpt["state_dict"]
+        prefix = "ema." if any(k.startswith("ema.") for k in full) else "model."
+        state = {k[len(prefix) :]: v for k, v in full.items() if k.startswith(prefix)}
+    else:
+        state = load_model(source)[0].state_dict()
+    own = model.state_dict()
+    matching = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not matching:
+        raise TrainingError(f"{source}: no layer matches this model; is it an srtool SRResNet of the same width?")
+    model.load_state_dict(matching, strict=False)
+    skipped = len(own) - len(matching)
+    log.info("initialised %d tensors from %s (%d left as initialised)", len(matching), source, skipped)
+    return len(matching), skipped
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    best_checkpoint: Path | None
+    last_checkpoint: Path | None
+    model_pt: Path | None
+    onnx: Path | None
+    card: Path | None
+    metrics: dict
+
+
+def _precision(cfg: TrainConfig) -> str:
+    if cfg.precision != "auto":
+        return cfg.precision
+    use_gpu = cfg.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    return "bf16-mixed" if use_gpu and torch.cuda.is_bf16_supported() else "32-true"
+
+
+def _loggers(out_dir: Path):
+    from pytorch_lightning.loggers import CSVLogger
+
+    loggers = [CSVLogger(str(out_dir), name="logs")]  # logs/version_N: a resume keeps earlier logs
+    try:
+        import tensorboard  # noqa: F401
+        from pytorch_lightning.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(str(out_dir), name="tensorboard"))
+    except ImportError:
+        pass
+    return loggers
+
+
+def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
+    """Train, then (on rank 0) export ONNX + model.pt + a model card into ``cfg.out_dir``."""
+    from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+
+    start = time.time()
+    out_dir = Path(cfg.out_dir)
+    ckpt_dir = out_dir / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
+    if cfg.resume and not last.is_file():
+        raise TrainingError(f"--resume: no checkpoint to resume at {last}")
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    data = SRDataModule(
+        cfg.train_dirs,
+        cfg.val_dirs,
+        scale=cfg.scale,
+        patch_size=cfg.patch_size,
+        batch_size=cfg.batch_size,
+        steps_per_epoch=cfg.steps_per_epoch,
+        num_workers=cfg.num_workers,
+        seed=cfg.seed,
+        lr_dirs=cfg.lr_dirs,
+        cache_bytes=int(cfg.cache_gb * (1 << 30)),
+        degradation=Degradation() if cfg.degradations else None,
+    )
+    data.setup("fit")  # data errors surface here, before any process is spawned
+    module = SRLightningModule(cfg)
+    monitor = f"val/{cfg.monitor}" if cfg.val_dirs else None
+    checkpoint = ModelCheckpoint(
+        dirpath=str(ckpt_dir),
+        filename="best-{step}",
+        monitor=monitor,
+        mode=MONITORS[cfg.monitor],
+        save_top_k=1 if monitor else 0,
+        save_last=True,
+        auto_insert_metric_name=False,
+        # At the epoch's end, after its validation: a clean epoch boundary that resumes exactly
+        # (a save at validation end looks mid-epoch to Lightning's loop restore).
+        save_on_train_epoch_end=True,
+    )
+    trainer = pl.Trainer(
+        max_steps=cfg.max_steps,
+        max_epochs=math.ceil(cfg.max_steps / cfg.steps_per_epoch),
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        num_nodes=cfg.num_nodes,
+        strategy=cfg.strategy,
+        precision=_precision(cfg),
+        gradient_clip_val=cfg.grad_clip or None,
+        logger=_loggers(out_dir),
+        callbacks=[checkpoint, LearningRateMonitor(logging_interval="step"), *(callbacks or [])],
+        default_root_dir=str(out_dir),
+        num_sanity_val_steps=0,
+        log_every_n_steps=min(50, cfg.steps_per_epoch),
+        enable_model_summary=False,
+    )
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=str(last) if cfg.resume else None)
+    except NonFiniteLossError as err:
+        kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was saved yet"
+        raise TrainingError(f"{err}; training stopped, {kept}") from None
+
+    best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else None
+    result = TrainResult(out_dir, best, last if last.is_file() else None, None, None, None, {})
+    if not trainer.is_global_zero:
+        return result
+    # The EMA weights of the best checkpoint (or of the end of training) are what ships.
+    model = build_model(preset_config(cfg.preset, cfg.scale))
+    if best and best.is_file():
+        load_matching_weights(model, best)
+        result.metrics = _best_metrics(best)
+    else:
+        model.load_state_dict(module.ema.state_dict())
+        result.metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    if cfg.export:
+        _export_all(model, cfg, data, trainer, result, wall_time=time.time() - start)
+    return result
+
+
+def _best_metrics(path: Path) -> dict:
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    return {**ckpt.get("srtool_val", {}), "step": int(ckpt.get("global_step", 0))}
+
+
+def _export_all(model: SRResNet, cfg: TrainConfig, data: SRDataModule, trainer, result: TrainResult, wall_time: float):
+    from sr_tool.archs import save_model
+    from sr_tool.export import export_onnx
+
+    out = Path(cfg.out_dir)
+    result.model_pt = out / "model.pt"
+    save_model(model, result.model_pt, extra={"loss": cfg.loss})
+    parity_image = None
+    if data.val_set:
+        hr = data.val_set[0]["hr"][None]
+        parity_image = imresize(hr, 1 / cfg.scale, round_8bit=True)[..., :64, :64].contiguous()
+    result.onnx = out / "model.onnx"
+    parity = export_onnx(model, result.onnx, loss=cfg.loss, parity_image=parity_image)
+    card = {
+        "name": out.name,
+        "srtool_version": __version__,
+        "architecture": asdict(model.config),
+        "parameters": parameter_count(model),
+        "scale": cfg.scale,
+        "loss": cfg.loss,
+        "recipe": cfg.recipe,
+        "data": {
+            "train": cfg.train_dirs,
+            "train_images": len(data.train_set.sources),
+            "val": cfg.val_dirs,
+            "patch_size": cfg.patch_size,
+            "batch_size": cfg.batch_size,
+            "degradations": cfg.degradations,
+        },
+        "steps": int(trainer.global_step),
+        "init": cfg.init,
+        "hardware": _hardware(trainer),
+        "precision": _precision(cfg),
+        "wall_time_s": round(wall_time, 1),
+        "validation": result.metrics,
+        "export_parity": parity,
+        "config": asdict(cfg),
+    }
+    result.card = out / "model_card.json"
+    result.card.write_text(json.dumps(card, indent=2) + "\n")
+
+
+def _hardware(trainer) -> str:
+    n = trainer.world_size
+    if torch.cuda.is_available() and trainer.strategy.root_device.type == "cuda":
+        return f"{n} x {torch.cuda.get_device_name(trainer.strategy.root_device)}"
+    return f"{n} x CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"

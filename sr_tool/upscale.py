@@ -1,0 +1,184 @@
+"""Upscaling images with a model: the library API behind ``srtool upscale``.
+
+:class:`Upscaler` resolves a model (a built-in name, an ONNX path, or ``bicubic``), picks its engine
+and tiling, and turns a :class:`~sr_tool.image_io.LoadedImage` into an :class:`UpscaledImage`.
+Any scale works: a model's native scale directly, otherwise the nearest larger model followed by an
+antialiased MATLAB-bicubic downscale (e.g. -x3 or -x1.5 with an x4 model). Gray images run through the
+RGB model as three equal channels and come back gray; alpha is upscaled separately with bicubic;
+bit depth, ICC and EXIF are carried through.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sr_tool.engine import auto_tile, make_engine
+from sr_tool.image_io import ImageInfo, LoadedImage, read_image, write_image
+from sr_tool.resize import imresize
+from sr_tool.tiling import TiledRunner
+
+BUILTIN_MODELS = ("pixel", "msssim", "perceptual")
+BICUBIC = "bicubic"
+
+
+class ModelNotFound(ValueError):
+    pass
+
+
+def shipped_models_dir() -> Path:
+    """The folder of the models installed with the package (the repository's ``models/``)."""
+    return Path(str(resources.files("sr_tool.shipped")))
+
+
+def builtin_model_files(name: str) -> dict[int, Path]:
+    """{scale: onnx path} of a built-in model, e.g. ``pixel`` -> {2: pixel_x2.onnx, 4: pixel_x4.onnx}."""
+    folder = shipped_models_dir()
+    files = {}
+    for path in folder.glob(f"{name}_x*.onnx"):
+        suffix = path.stem[len(name) + 2 :]
+        if suffix.isdigit():
+            files[int(suffix)] = path
+    return dict(sorted(files.items()))
+
+
+def list_builtin_models() -> list[dict]:
+    """One entry per shipped model file: name, scale, path and its card (if any)."""
+    entries = []
+    for name in BUILTIN_MODELS:
+        for scale, path in builtin_model_files(name).items():
+            card_path = path.with_suffix(".json")
+            card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+            entries.append({"name": name, "scale": scale, "path": path, "card": card})
+    return entries
+
+
+def resolve_model(model: str, scale: float) -> tuple[Path | None, int]:
+    """(ONNX path, native scale) for ``model`` at the requested ``scale``; (None, 1) for bicubic."""
+    if model == BICUBIC:
+        return None, 1
+    if model in BUILTIN_MODELS:
+        files = builtin_model_files(model)
+        if not files:
+            raise ModelNotFound(f"built-in model {model!r} is not installed (no {model}_x*.onnx in {shipped_models_dir()})")
+        larger = [s for s in files if s >= scale]
+        native = min(larger) if larger else max(files)
+        return files[native], native
+    path = Path(model)
+    if not path.is_file():
+        raise ModelNotFound(f"{model}: no such model; use {', '.join(BUILTIN_MODELS)}, {BICUBIC} or an .onnx path")
+    return path, 0  # scale read from the file by the engine
+
+
+@dataclass
+class UpscaledImage:
+    pixels: np.ndarray  # HxWxC, uint8 / uint16 (as the source's bit depth) or float32
+    alpha: np.ndarray | None  # HxWx1, same dtype
+    info: ImageInfo
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.pixels.shape[1], self.pixels.shape[0]
+
+
+@dataclass(frozen=True)
+class TileSettings:
+    tile: int | None = None  # input pixels; None = chosen from free memory
+    pad: int = 16  # context discarded at each inner tile edge
+    blend: int = 8  # cross-fade width
+    batch_size: int | None = None  # tiles per run; None = 1 on CPU, 4 on GPU
+
+
+class Upscaler:
+    """Upscale images by ``scale`` with ``model``; reusable across images (one engine session)."""
+
+    def __init__(
+        self,
+        model: str = "perceptual",
+        scale: float = 4,
+        *,
+        engine: str = "onnxruntime",
+        device: str = "auto",
+        tiles: TileSettings = TileSettings(),
+        threads: int | None = None,
+        fp16: bool = False,
+    ):
+        if not scale > 0:
+            raise ValueError(f"scale must be positive, got {scale}")
+        self.scale = scale
+        self.model_path, native = resolve_model(model, scale)
+        self.engine = None
+        self.runner = None
+        if self.model_path is None:
+            self.model_scale = 1
+            self.description = "bicubic (MATLAB-compatible, no model)"
+            self.warnings: list[str] = []
+            return
+        self.engine = make_engine(self.model_path, engine=engine, device=device, threads=threads, fp16=fp16)
+        self.model_scale = self.engine.scale
+        self.description = f"{self.model_path.name} x{self.model_scale} on {self.engine.description}"
+        self.warnings = list(self.engine.warnings)
+        if self.model_scale < scale:
+            self.warnings.append(f"the largest model is x{self.model_scale}; bicubic does the rest up to x{scale:g}")
+        batch = tiles.batch_size or (4 if self.engine.on_gpu else 1)
+        tile = tiles.tile or auto_tile(self.engine, batch)
+        self.runner = TiledRunner(self.engine.run_batch, self.model_scale, tile=tile, pad=tiles.pad,
+                                  blend=tiles.blend, batch_size=batch)  # fmt: skip
+
+    def target_size(self, width: int, height: int) -> tuple[int, int]:
+        return max(1, round(width * self.scale)), max(1, round(height * self.scale))
+
+    def upscale(self, image: LoadedImage) -> UpscaledImage:
+        width, height = image.size
+        out_w, out_h = self.target_size(width, height)
+        sixteen = image.info.bit_depth == 16
+        dtype = np.uint16 if sixteen else np.uint8
+        gray = image.is_gray
+        if self.runner is None:
+            pixels = _quantised_hwc(imresize(image.pixels, size=(out_h, out_w)), dtype)
+        else:
+            rgb = image.pixels.expand(-1, 3, -1, -1) if gray else image.pixels
+            native = (width * self.model_scale, height * self.model_scale) == (out_w, out_h)
+            result = self.runner(rgb[0].numpy(), out_dtype=dtype if native else np.float32)
+            if not native:  # nearest larger model, then an antialiased downscale (or bicubic beyond it)
+                t = torch.from_numpy(result).permute(2, 0, 1)[None]
+                result = _quantised_hwc(imresize(t, size=(out_h, out_w)), dtype)
+            pixels = result
+            if gray:  # three (nearly) equal channels back to one
+                pixels = _gray(pixels, dtype)
+        alpha = None
+        if image.alpha is not None:
+            alpha = _quantised_hwc(imresize(image.alpha, size=(out_h, out_w)), dtype)
+        return UpscaledImage(pixels=pixels, alpha=alpha, info=image.info)
+
+
+def _quantised_hwc(t: torch.Tensor, dtype) -> np.ndarray:
+    peak = 65535 if dtype == np.uint16 else 255
+    hwc = t[0].permute(1, 2, 0).clamp(0, 1).numpy()
+    return np.floor(hwc * peak + 0.5).astype(dtype)
+
+
+def _gray(pixels: np.ndarray, dtype) -> np.ndarray:
+    mean = pixels.astype(np.float32).mean(axis=2, keepdims=True)
+    return np.floor(mean + 0.5).astype(dtype)
+
+
+def upscale_file(
+    upscaler: Upscaler,
+    source: str | Path,
+    target: str | Path,
+    *,
+    quality: int = 95,
+    max_pixels: int | None = None,
+) -> Path:
+    """Read ``source``, upscale, write ``target`` atomically (format from its suffix)."""
+    kwargs = {} if max_pixels is None else {"max_pixels": max_pixels}
+    image = read_image(source, **kwargs)
+    result = upscaler.upscale(image)
+    return write_image(target, result.pixels, alpha=result.alpha, info=result.info, quality=quality)
+

@@ -1,0 +1,223 @@
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from sr_tool.archs import build_model, load_model, preset_config, save_model
+from sr_tool.data import DataError, HRCropDataset, find_images
+from sr_tool.image_io import read_image
+from sr_tool.losses import LOSSES, LossSpecError, build_loss, parse_loss_spec
+from sr_tool.metrics import psnr_y
+from sr_tool.resize import imresize
+from sr_tool.training import TrainConfig, TrainingError, load_matching_weights, lr_factor, train
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory, request):
+    data = Path(__file__).resolve().parents[2] / "shared" / "data"
+    if not (data / "train" / "T91").is_dir():
+        pytest.skip("training data not found")
+    root = tmp_path_factory.mktemp("data")
+    (root / "train").mkdir()
+    (root / "val").mkdir()
+    for path in sorted((data / "train" / "T91").glob("*.png"))[:6]:
+        shutil.copy(path, root / "train" / path.name)
+    for name in ("baby.png", "bird.png"):
+        img = read_image(data / "Set5" / "HR" / name).pixels[..., :96, :96]
+        from sr_tool.image_io import write_image
+
+        write_image(root / "val" / name, img)
+    return root
+
+
+def _cfg(folders, out, **kw):
+    base = dict(
+        train_dirs=[str(folders / "train")], val_dirs=[str(folders / "val")], out_dir=str(out), scale=2,
+        preset="srresnet-tiny", patch_size=32, batch_size=4, max_steps=20, steps_per_epoch=10,
+        num_workers=0, lr=1e-3, export=False, accelerator="cpu", devices="1",
+    )  # fmt: skip
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+class Recorder(pl.Callback):
+    def __init__(self):
+        self.losses, self.val = [], []
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        self.losses.append(float(outputs["loss"]))
+
+    def on_validation_epoch_end(self, trainer, module):
+        self.val.append(float(trainer.callback_metrics["val/psnr_y"]))
+
+
+def _val_psnr(model, folder, scale):
+    values = []
+    with torch.no_grad():
+        for path in sorted(Path(folder).iterdir()):
+            hr = read_image(path).pixels
+            values.append(psnr_y(model(imresize(hr, 1 / scale, round_8bit=True)).clamp(0, 1), hr, scale).item())
+    return sum(values) / len(values)
+
+
+def test_training_lowers_loss_and_raises_validation_psnr(folders, tmp_path):
+    torch.manual_seed(0)
+    start = build_model(preset_config("srresnet-tiny", 2))
+    save_model(start, tmp_path / "init.pt")
+    recorder = Recorder()
+    cfg = _cfg(folders, tmp_path / "run", max_steps=200, steps_per_epoch=100, init=str(tmp_path / "init.pt"), export=True)
+    result = train(cfg, callbacks=[recorder])
+    assert len(recorder.losses) == 200
+    first, last = sum(recorder.losses[:50]) / 50, sum(recorder.losses[-50:]) / 50
+    start_psnr = _val_psnr(start, folders / "val", 2)
+    print(f"train loss {first:.4f} -> {last:.4f}; val PSNR-Y {start_psnr:.2f} -> {recorder.val[-1]:.2f}")
+    assert last < 0.9 * first
+    assert recorder.val[-1] > start_psnr + 0.5
+    card = result.card.read_text()
+    for key in ('"steps": 200', '"loss": "l1"', '"hardware"', '"wall_time_s"', '"val/psnr_y"', '"parameters"'):
+        assert key in card
+    assert result.onnx.is_file() and load_model(result.model_pt)[0].config.scale == 2
+
+
+class Crash(Exception):
+    pass
+
+
+class CrashAtStep(pl.Callback):
+    """A crash (power cut, kill) at the start of step ``step``, after that epoch's checkpoint."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            raise Crash()
+
+
+def test_resume_is_exact(folders, tmp_path):
+    settings = dict(max_steps=20, steps_per_epoch=10, ema_decay=0.9, warmup_steps=5)
+    train(_cfg(folders, tmp_path / "straight", **settings))
+    with pytest.raises(Crash):
+        train(_cfg(folders, tmp_path / "resumed", **settings), callbacks=[CrashAtStep(10)])
+    assert torch.load(tmp_path / "resumed/checkpoints/last.ckpt", weights_only=True)["global_step"] == 10
+    train(_cfg(folders, tmp_path / "resumed", resume=True, **settings))
+    a = torch.load(tmp_path / "straight/checkpoints/last.ckpt", weights_only=True)
+    b = torch.load(tmp_path / "resumed/checkpoints/last.ckpt", weights_only=True)
+    assert a["global_step"] == b["global_step"] == 20
+    for key, value in a["state_dict"].items():  # model and EMA weights
+        assert torch.allclose(value, b["state_dict"][key], atol=1e-6), key
+    adam_a, adam_b = a["optimizer_states"][0]["state"][0], b["optimizer_states"][0]["state"][0]
+    assert torch.allclose(adam_a["exp_avg_sq"], adam_b["exp_avg_sq"]) and adam_a["step"] == adam_b["step"]
+    assert a["lr_schedulers"][0]["last_epoch"] == b["lr_schedulers"][0]["last_epoch"] == 20
+
+
+def test_resume_without_checkpoint_is_a_clear_error(folders, tmp_path):
+    with pytest.raises(TrainingError, match="no checkpoint to resume"):
+        train(_cfg(folders, tmp_path / "none", resume=True))
+
+
+def test_nan_loss_stops_with_clear_message_and_keeps_last_checkpoint(folders, tmp_path, monkeypatch):
+    import sr_tool.losses.pixel as pixel
+
+    calls = {"n": 0}
+    real = pixel.l1_loss
+
+    def flaky(pred, target):
+        calls["n"] += 1
+        return real(pred, target) * (float("nan") if calls["n"] > 12 else 1.0)
+
+    monkeypatch.setattr(pixel, "l1_loss", flaky)
+    with pytest.raises(TrainingError, match="loss is nan at step 12.*last good checkpoint is"):
+        train(_cfg(folders, tmp_path / "nan"))
+    assert torch.load(tmp_path / "nan/checkpoints/last.ckpt", weights_only=True)["global_step"] == 10
+
+
+def test_ddp_on_two_cpu_processes(folders, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [
+        sys.executable, "-m", "sr_tool", "train", "--data", str(folders / "train"), "--out", str(out),
+        "-x", "2", "--preset", "srresnet-tiny", "--patch-size", "32", "--batch-size", "2", "--max-steps", "4",
+        "--steps-per-epoch", "2", "--num-workers", "0", "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp",
+    ]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 x CPU" in (out / "model_card.json").read_text()
+
+
+def test_unreadable_training_image_is_skipped_with_a_warning(folders, tmp_path, caplog):
+    shutil.copytree(folders / "train", tmp_path / "train")
+    (tmp_path / "train" / "broken.png").write_bytes(b"not a png")
+    with caplog.at_level("WARNING"):
+        ds = HRCropDataset(find_images([tmp_path / "train"]), scale=2, patch_size=32, samples_per_epoch=8)
+    assert len(ds.sources) == 6
+    assert "broken.png" in caplog.text
+
+
+def test_empty_folder_and_oversized_crops_are_clear_errors(folders, tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no training images"):
+        train(_cfg(folders, tmp_path / "o", train_dirs=[str(tmp_path / "empty")]))
+    with pytest.raises(DataError, match="larger than every training image"):
+        train(_cfg(folders, tmp_path / "o", patch_size=2048))
+
+
+def test_samples_are_deterministic(folders):
+    files = find_images([folders / "train"])
+    a = HRCropDataset(files, scale=2, patch_size=32, samples_per_epoch=8, seed=3)
+    b = HRCropDataset(files, scale=2, patch_size=32, samples_per_epoch=8, seed=3)
+    assert torch.equal(a[5]["hr"], b[5]["hr"]) and not torch.equal(a[5]["hr"], a[6]["hr"])
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_every_loss_runs_one_step_with_finite_gradient(name, monkeypatch):
+    if name.startswith("lpips-"):  # no ImageNet weights offline: a random backbone exercises the same code
+        import torchvision
+
+        import sr_tool.losses.deep as deep
+
+        def random_trunk(net, weights):
+            trunk = torchvision.models.alexnet() if net == "alex" else torchvision.models.vgg16()
+            return {k[len("features.") :]: v for k, v in trunk.state_dict().items() if k.startswith("features.")}
+
+        monkeypatch.setattr(deep, "_imagenet_trunk_state", random_trunk)
+    model = build_model(preset_config("srresnet-tiny", 2))
+    loss = build_loss(name)
+    value = loss(model(torch.rand(2, 3, 24, 24)), torch.rand(2, 3, 48, 48))
+    value.backward()
+    grads = [p.grad for p in model.parameters()]
+    assert torch.isfinite(value) and all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_loss_specs():
+    assert parse_loss_spec("msssim+l1") == [(1.0, "msssim-l1")]  # the Zhao mix
+    assert parse_loss_spec("l1+0.1*stlpips-vgg") == [(1.0, "l1"), (0.1, "stlpips-vgg")]
+    assert parse_loss_spec("1*msssim+1*l1") == [(1.0, "msssim"), (1.0, "l1")]
+    with pytest.raises(LossSpecError, match="unknown loss 'lpip-vgg'.*valid names: l1, l2"):
+        parse_loss_spec("l1+lpip-vgg")
+    with pytest.raises(ValueError, match="unknown loss"):
+        TrainConfig(train_dirs=["x"], loss="l3")
+
+
+def test_learning_rate_schedule():
+    cfg = TrainConfig(max_steps=1000, warmup_steps=100, schedule="cosine", min_lr_ratio=0.01)
+    assert lr_factor(0, cfg) == pytest.approx(0.01) and lr_factor(99, cfg) == pytest.approx(1.0)
+    assert lr_factor(550, cfg) == pytest.approx(0.505) and lr_factor(1000, cfg) == pytest.approx(0.01)
+    step = TrainConfig(max_steps=1000, schedule="step", step_milestones=[300, 600], step_gamma=0.5)
+    assert [lr_factor(s, step) for s in (0, 300, 700)] == [1.0, 0.5, 0.25]
+
+
+def test_init_copies_matching_layers_across_scales(tmp_path):
+    x4 = build_model(preset_config("srresnet-tiny", 4))
+    save_model(x4, tmp_path / "x4.pt")
+    x2 = build_model(preset_config("srresnet-tiny", 2))
+    copied, skipped = load_matching_weights(x2, tmp_path / "x4.pt")  # x2 is x4 minus one upsampling stage
+    assert (copied, skipped) == (len(x2.state_dict()), 0)
+    assert torch.equal(x2.body[0].body[0].weight, x4.body[0].body[0].weight)
+    x3 = build_model(preset_config("srresnet-tiny", 3))
+    copied, skipped = load_matching_weights(x3, tmp_path / "x4.pt")  # the x3 upsampler has other shapes
+    assert copied > 0 and skipped == 2
+    assert not torch.equal(x3.upsample[0].weight[:32], x4.upsample[0].weight)
