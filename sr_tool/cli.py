@@ -29,6 +29,132 @@ def main(
     """srtool: honest, fast super-resolution."""
 
 
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def upscale(
+    inputs: list[str] = typer.Argument(..., help="Image files, folders or globs.", show_default=False),
+    output: str = typer.Option(None, "-o", "--output", help="Output file (one input) or folder."),
+    scale: float = typer.Option(4.0, "-x", "--scale", help="Upscaling factor; any value (e.g. 2, 3, 4, 1.5)."),
+    model: str = typer.Option("perceptual", "--model", "-m", help="pixel, msssim, perceptual, bicubic, or an .onnx file."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders."),
+    suffix: str = typer.Option(None, help="Added to output names; default _x<scale>."),
+    fmt: str = typer.Option(None, "--format", help="png, jpg, webp or tif; default: the input's."),
+    quality: int = typer.Option(95, min=1, max=100, help="JPEG/WebP quality (WebP 100 = lossless)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (default: skip them)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N, or cuda:0,cuda:1 for several GPUs."),
+    engine: str = typer.Option("onnxruntime", help="onnxruntime or torch."),
+    tile: int = typer.Option(0, help="Tile size in input pixels; 0 = from free memory."),
+    tile_pad: int = typer.Option(16, help="Context pixels discarded at inner tile edges."),
+    batch_size: int = typer.Option(0, help="Tiles per run; 0 = 1 on CPU, 4 on GPU."),
+    threads: int = typer.Option(0, help="CPU threads for inference; 0 = all."),
+    fp16: bool = typer.Option(False, "--fp16", help="Half precision (torch engine on CUDA)."),
+    max_pixels: int = typer.Option(150_000_000, help="Refuse inputs with more pixels (decompression bombs)."),
+    shard_spec: str = typer.Option(None, "--shard", help="K/N: process only the K-th of N shards."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Upscale images. Exit code 0: all done; 1: some files failed; 2: usage error; 130: interrupted."""
+    from sr_tool.batch import BatchError, collect_inputs, parse_shard, plan_jobs, run_batch, shard
+    from sr_tool.engine import EngineError, parse_devices
+    from sr_tool.upscale import ModelNotFound, TileSettings, Upscaler
+
+    try:
+        jobs = plan_jobs(collect_inputs(inputs, recursive), output, suffix=suffix if suffix is not None else f"_x{scale:g}", fmt=fmt)
+        if shard_spec:
+            jobs = shard(jobs, *parse_shard(shard_spec))
+        tiles = TileSettings(tile=tile or None, pad=tile_pad, batch_size=batch_size or None)
+        upscalers = [
+            Upscaler(model, scale, engine=engine, device=d, tiles=tiles, threads=threads or None, fp16=fp16)
+            for d in parse_devices(device)
+        ]
+    except (BatchError, EngineError, ModelNotFound, ValueError) as err:
+        _fail(str(err))
+    for u in upscalers:
+        for warning in u.warnings:
+            typer.echo(f"warning: {warning}", err=True)
+    if not quiet:
+        typer.echo(f"model: {upscalers[0].description}" + (f" (+{len(upscalers) - 1} more devices)" if len(upscalers) > 1 else ""), err=True)
+
+    progress = _Progress(quiet)
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a scheduler's stop acts like Ctrl-C
+    with progress:
+        result = run_batch(jobs, upscalers, overwrite=overwrite, quality=quality, max_pixels=max_pixels,
+                           on_event=progress.event)  # fmt: skip
+    for failure in result.failed:
+        typer.echo(f"error: {failure.source}: {failure.reason}", err=True)
+    rate = result.megapixels / result.seconds if result.seconds else 0.0
+    summary = (f"{len(result.done)} written, {len(result.skipped)} skipped (exist; --overwrite), "
+               f"{len(result.failed)} failed in {result.seconds:.1f} s ({rate:.2f} output MP/s)")  # fmt: skip
+    if result.interrupted:
+        typer.echo(f"interrupted: {summary}; rerun the same command to continue", err=True)
+        raise typer.Exit(130)
+    if not quiet or result.failed:
+        typer.echo(summary, err=True)
+    raise typer.Exit(1 if result.failed else 0)
+
+
+class _Progress:
+    """A rich progress bar on stderr: files, output megapixels/s, ETA."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.bar = None
+        self.task = None
+        self.megapixels = 0.0
+        self.started = 0.0
+
+    def __enter__(self):
+        if not self.quiet:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+                                console=Console(stderr=True), transient=False)  # fmt: skip
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def event(self, kind: str, job, data: dict) -> None:
+        import time
+
+        if self.bar is None:
+            return
+        if kind == "start":
+            self.started = time.perf_counter()
+            self.task = self.bar.add_task("upscaling", total=data["total"], rate="")
+        elif kind in ("done", "skipped", "failed"):
+            self.megapixels += data.get("megapixels", 0.0)
+            elapsed = max(time.perf_counter() - self.started, 1e-9)
+            self.bar.update(self.task, advance=1, rate=f"{self.megapixels / elapsed:.2f} MP/s")
+
+
+@app.command()
+def models() -> None:
+    """List the built-in models with their scales and cards."""
+    from sr_tool.upscale import BUILTIN_MODELS, list_builtin_models
+
+    entries = list_builtin_models()
+    if not entries:
+        typer.echo(f"no built-in models installed (expected {', '.join(BUILTIN_MODELS)})")
+        return
+    typer.echo(f"{'name':<11} {'scale':>5} {'loss':<22} {'Set5 PSNR-Y':>11} {'params':>9}  file")
+    for e in entries:
+        card = e["card"]
+        psnr = card.get("validation", {}).get("val/psnr_y")
+        psnr_text = f"{psnr:.2f}" if isinstance(psnr, float) else "-"
+        typer.echo(f"{e['name']:<11} x{e['scale']:<4} {card.get('loss', '?'):<22} {psnr_text:>11} "
+                   f"{card.get('parameters', 0):>9,}  {e['path']}")  # fmt: skip
+
+
 @app.command()
 def presets() -> None:
     """List the architecture presets with their sizes and parameter counts."""

@@ -57,17 +57,21 @@ class OnnxEngine:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         options.log_severity_level = 3  # our own messages say what happened with the providers
-        want_cuda = device != "cpu"
+        # auto tries CUDA only where a GPU exists: elsewhere it would just fail to load, slowly.
+        want_cuda = device != "cpu" and (device != "auto" or _gpu_present())
         providers: list = ["CPUExecutionProvider"]
         if want_cuda:
             device_id = int(device.split(":")[1]) if ":" in device else 0
             # Tiles have one constant shape, so one exhaustive cuDNN search per shape pays off.
             cuda_options = {"device_id": device_id, "cudnn_conv_algo_search": "EXHAUSTIVE"}
             providers = [("CUDAExecutionProvider", cuda_options), "CPUExecutionProvider"]
+        ort.set_default_logger_severity(4)  # provider load failures are reported by us, in one line
         try:
             self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
         except Exception as exc:
             raise EngineError(f"{self.path}: ONNX Runtime cannot load this model ({exc})") from exc
+        finally:
+            ort.set_default_logger_severity(2)
         active = self.session.get_providers()
         self.on_gpu = "CUDAExecutionProvider" in active
         if want_cuda and not self.on_gpu:

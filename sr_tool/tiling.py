@@ -1,8 +1,8 @@
 """Seamless tiled inference with bounded memory: :class:`TiledRunner`.
 
 An image is cut into tiles of one constant shape (the last row and column of tiles are shifted back
-inside the image rather than padded, and an image smaller than a tile is reflect-padded), so an
-accelerator sees one input shape for the whole image. Tiles overlap by ``2 * pad + blend`` input
+inside the image rather than padded), so an accelerator sees one input shape for all images larger
+than a tile. An image smaller than a tile runs whole: padding it would change its border pixels. Tiles overlap by ``2 * pad + blend`` input
 pixels. In the output, each tile's outer ``pad`` pixels on sides facing another tile are discarded
 (they lack context), and the next ``blend`` pixels cross-fade linearly into the neighbour. When the
 model's receptive field fits in ``pad``, the result equals whole-image inference up to float error.
@@ -23,7 +23,6 @@ from dataclasses import dataclass
 import numpy as np
 
 BatchFn = Callable[[np.ndarray], np.ndarray]
-SHAPE_MULTIPLE = 32
 
 
 class OutOfMemory(RuntimeError):
@@ -39,10 +38,8 @@ def is_out_of_memory(exc: BaseException) -> bool:
 class TilePlan:
     tile_h: int
     tile_w: int
-    ys: tuple[int, ...]  # top of each tile row, in input pixels (after padding)
+    ys: tuple[int, ...]  # top of each tile row, in input pixels
     xs: tuple[int, ...]
-    padded_h: int
-    padded_w: int
 
 
 def plan_tiles(height: int, width: int, tile: int, overlap: int) -> TilePlan:
@@ -50,17 +47,16 @@ def plan_tiles(height: int, width: int, tile: int, overlap: int) -> TilePlan:
     if tile <= overlap:
         raise ValueError(f"tile ({tile}) must be larger than the overlap ({overlap})")
 
-    def axis(n: int) -> tuple[int, tuple[int, ...], int]:
-        if n <= tile:  # one tile, padded up to a multiple of 32: few distinct shapes across a folder
-            size = min(tile, -(-n // SHAPE_MULTIPLE) * SHAPE_MULTIPLE)
-            return size, (0,), size
+    def axis(n: int) -> tuple[int, tuple[int, ...]]:
+        if n <= tile:  # one tile of the image's own size: padding would change the border pixels
+            return n, (0,)
         step = tile - overlap
         starts = list(range(0, n - tile, step)) + [n - tile]
-        return size, tuple(starts), n
+        return tile, tuple(starts)
 
-    tile_h, ys, ph = axis(height)
-    tile_w, xs, pw = axis(width)
-    return TilePlan(tile_h, tile_w, ys, xs, ph, pw)
+    tile_h, ys = axis(height)
+    tile_w, xs = axis(width)
+    return TilePlan(tile_h, tile_w, ys, xs)
 
 
 def _ramp(length: int, start_inner: bool, end_inner: bool, pad: int, blend: int) -> np.ndarray:
@@ -110,8 +106,6 @@ class TiledRunner:
         s = self.scale
         plan = plan_tiles(h, w, self.tile, self.overlap)
         src = image
-        if (h, w) != (plan.padded_h, plan.padded_w):
-            src = np.pad(image, ((0, 0), (0, plan.padded_h - h), (0, plan.padded_w - w)), mode="reflect")
         out = np.empty((h * s, w * s, c), dtype=out_dtype)
         th, tw = plan.tile_h, plan.tile_w
         col_w = [_ramp(tw * s, i > 0, i < len(plan.xs) - 1, self.pad * s, self.blend * s) for i in range(len(plan.xs))]

@@ -1,0 +1,279 @@
+"""Upscaling many files: input collection, output naming, sharding and the overlapped pipeline.
+
+Decode threads -> bounded queue -> one inference worker per device -> bounded queue -> encode
+threads, so the accelerator does not wait on image I/O and memory stays bounded. A bad file is
+reported (file and reason) and the rest go on. Outputs are written atomically and existing ones are
+skipped unless ``overwrite``, so a rerun after Ctrl-C continues where it stopped. On Ctrl-C the
+workers finish the file they are writing and stop: only complete outputs exist afterwards.
+
+Progress goes to an ``on_event`` callback; this module never prints.
+"""
+
+from __future__ import annotations
+
+import glob
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sr_tool.files import TEMP_SUFFIX
+from sr_tool.image_io import DEFAULT_MAX_PIXELS, FORMATS, ImageReadError, ImageWriteError, read_image, write_image
+
+INPUT_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
+_FORMAT_SUFFIX = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "webp": ".webp", "tif": ".tif", "tiff": ".tif"}
+
+
+class BatchError(ValueError):
+    """Bad batch arguments (missing input, output that would overwrite an input, ...)."""
+
+
+@dataclass(frozen=True)
+class Job:
+    source: Path
+    target: Path
+
+
+@dataclass
+class Failure:
+    source: Path
+    reason: str
+
+
+@dataclass
+class BatchResult:
+    done: list[Job] = field(default_factory=list)
+    skipped: list[Job] = field(default_factory=list)
+    failed: list[Failure] = field(default_factory=list)
+    interrupted: bool = False
+    seconds: float = 0.0
+    megapixels: float = 0.0  # output megapixels written
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.interrupted
+
+
+def collect_inputs(inputs: Sequence[str], recursive: bool = False) -> list[tuple[Path, Path]]:
+    """(file, base folder) for every input file: files as given, folders' images, glob matches."""
+    found: list[tuple[Path, Path]] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            pattern = "**/*" if recursive else "*"
+            files = sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in INPUT_SUFFIXES)
+            found += [(p, path) for p in files]
+        elif path.is_file():
+            found.append((path, path.parent))
+        elif glob.has_magic(item):
+            matches = sorted(Path(p) for p in glob.glob(item, recursive=recursive) if Path(p).is_file())
+            if not matches:
+                raise BatchError(f"{item}: no files match")
+            found += [(p, p.parent) for p in matches]
+        else:
+            raise BatchError(f"{item}: no such file or folder")
+    unique = {p.resolve(): (p, base) for p, base in found}
+    return list(unique.values())
+
+
+def plan_jobs(
+    inputs: Sequence[tuple[Path, Path]],
+    output: str | Path | None,
+    *,
+    suffix: str,
+    fmt: str | None = None,
+) -> list[Job]:
+    """Output path of each input. Without ``output``: beside the input, ``<stem><suffix>.<ext>``.
+    With an image-file ``output`` and one input: that file. Else ``output`` is a folder that mirrors
+    the inputs' layout below their base folder. Never the input itself."""
+    if fmt is not None and fmt.lower() not in _FORMAT_SUFFIX:
+        raise BatchError(f"unknown format {fmt!r}; use one of {', '.join(sorted(set(_FORMAT_SUFFIX)))}")
+    out = Path(output) if output is not None else None
+    single_file = out is not None and out.suffix.lower() in FORMATS and not out.is_dir()
+    if single_file and len(inputs) != 1:
+        raise BatchError(f"{out}: an output file takes one input, got {len(inputs)}; give a folder")
+    jobs = []
+    for source, base in inputs:
+        ext = _FORMAT_SUFFIX[fmt.lower()] if fmt else (source.suffix.lower() if source.suffix.lower() in FORMATS else ".png")
+        if single_file:
+            target = out
+        elif out is None:
+            target = source.with_name(f"{source.stem}{suffix}{ext}")
+        else:
+            rel = source.relative_to(base)
+            target = out / rel.parent / f"{rel.stem}{suffix}{ext}"
+        if target.resolve() == source.resolve():
+            raise BatchError(f"{source}: the output would overwrite the input; use --suffix or -o")
+        jobs.append(Job(source, target))
+    targets = [j.target.resolve() for j in jobs]
+    if len(set(targets)) != len(targets):
+        raise BatchError("two inputs would write the same output file; use -o with a folder")
+    return jobs
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'K/N' -> (K, N), 0 <= K < N."""
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise BatchError(f"--shard takes K/N, e.g. 0/4, got {text!r}") from None
+    if not (n >= 1 and 0 <= k < n):
+        raise BatchError(f"--shard K/N needs 0 <= K < N, got {text!r}")
+    return k, n
+
+
+def shard(jobs: Sequence[Job], k: int, n: int) -> list[Job]:
+    """Every n-th job from the k-th of the sorted job list: disjoint shards covering all jobs."""
+    ordered = sorted(jobs, key=lambda j: str(j.source))
+    return ordered[k::n]
+
+
+Event = Callable[[str, Job | None, dict], None]
+
+
+def run_batch(
+    jobs: Sequence[Job],
+    upscalers: Sequence,
+    *,
+    overwrite: bool = False,
+    quality: int = 95,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    on_event: Event | None = None,
+    decode_workers: int = 2,
+    encode_workers: int = 2,
+    prefetch: int = 4,
+) -> BatchResult:
+    """Upscale ``jobs`` with ``upscalers`` (one inference worker each, e.g. one per GPU).
+
+    Events: ``("start", None, {"total": n})``, ``("skipped", job, {})``, ``("done", job,
+    {"megapixels": mp})``, ``("failed", job, {"reason": text})``. Ctrl-C (KeyboardInterrupt in the
+    calling thread) stops the workers after their current file and returns with ``interrupted``.
+    """
+    started = time.perf_counter()
+    emit = on_event or (lambda *args: None)
+    result = BatchResult()
+    lock = threading.Lock()
+    todo = []
+    for job in jobs:
+        if job.target.exists() and not overwrite:
+            result.skipped.append(job)
+        else:
+            todo.append(job)
+    emit("start", None, {"total": len(jobs), "todo": len(todo), "skipped": len(result.skipped)})
+    for job in result.skipped:
+        emit("skipped", job, {})
+    _remove_stale_temps(todo)
+
+    stop = threading.Event()
+    pending: queue.Queue = queue.Queue()
+    for job in todo:
+        pending.put(job)
+    decoded: queue.Queue = queue.Queue(maxsize=prefetch)
+    upscaled: queue.Queue = queue.Queue(maxsize=prefetch)
+    done_marker = object()
+
+    def fail(job: Job, reason: str) -> None:
+        with lock:
+            result.failed.append(Failure(job.source, reason))
+        emit("failed", job, {"reason": reason})
+
+    def put(q: queue.Queue, item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def decode_worker() -> None:
+        while not stop.is_set():
+            try:
+                job = pending.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                image = read_image(job.source, max_pixels=max_pixels)
+            except ImageReadError as err:
+                fail(job, err.reason)
+                continue
+            if not put(decoded, (job, image)):
+                return
+
+    def infer_worker(upscaler) -> None:
+        while not stop.is_set():
+            try:
+                item = decoded.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if item is done_marker:
+                return
+            job, image = item
+            try:
+                out = upscaler.upscale(image)
+            except Exception as exc:  # a model/engine failure on one image must not end the batch
+                fail(job, f"upscaling failed ({type(exc).__name__}: {exc})")
+                continue
+            del image
+            if not put(upscaled, (job, out)):
+                return
+
+    def encode_worker() -> None:
+        while not stop.is_set():  # a write in progress when stop is set still completes
+            try:
+                item = upscaled.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if item is done_marker:
+                return
+            job, out = item
+            try:
+                write_image(job.target, out.pixels, alpha=out.alpha, info=out.info, quality=quality)
+            except (ImageWriteError, OSError) as err:
+                fail(job, getattr(err, "reason", str(err)))
+                continue
+            mp = out.pixels.shape[0] * out.pixels.shape[1] / 1e6
+            with lock:
+                result.done.append(job)
+                result.megapixels += mp
+            emit("done", job, {"megapixels": mp})
+
+    decoders = [threading.Thread(target=decode_worker, daemon=True) for _ in range(max(1, decode_workers))]
+    inferers = [threading.Thread(target=infer_worker, args=(u,), daemon=True) for u in upscalers]
+    encoders = [threading.Thread(target=encode_worker, daemon=True) for _ in range(max(1, encode_workers))]
+    for t in decoders + inferers + encoders:
+        t.start()
+    try:
+        _join(decoders)
+        for _ in inferers:
+            put(decoded, done_marker)
+        _join(inferers)
+        for _ in encoders:
+            put(upscaled, done_marker)
+        _join(encoders)
+    except KeyboardInterrupt:
+        stop.set()
+        result.interrupted = True
+        # Every worker ends after its current item: writes complete (and are renamed), and no thread
+        # is left inside the inference runtime when the interpreter exits.
+        for t in decoders + inferers + encoders:
+            t.join()
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _join(threads: list[threading.Thread]) -> None:
+    for t in threads:
+        while t.is_alive():
+            t.join(timeout=0.2)  # short waits keep the main thread responsive to Ctrl-C
+
+
+def _remove_stale_temps(jobs: Sequence[Job]) -> None:
+    """Temp files an earlier, killed run left beside our targets."""
+    for job in jobs:
+        folder = job.target.parent
+        if folder.is_dir():
+            for stale in folder.glob(f".{job.target.name}.*{TEMP_SUFFIX}"):
+                stale.unlink(missing_ok=True)

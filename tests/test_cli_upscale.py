@@ -1,0 +1,140 @@
+"""End-to-end `srtool upscale` on files and folders (CliRunner and a real subprocess)."""
+
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageCms
+from typer.testing import CliRunner
+
+from helpers import tiny_onnx
+from sr_tool.cli import app
+from sr_tool.files import TEMP_SUFFIX
+from sr_tool.image_io import read_image
+
+runner = CliRunner()
+SRGB_ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def _run(*args):
+    return runner.invoke(app, ["upscale", *map(str, args), "--device", "cpu", "-q"])
+
+
+def _temps(folder):
+    return [p for p in Path(folder).rglob("*") if p.name.endswith(TEMP_SUFFIX)]
+
+
+def test_alpha_gray_16bit_exif_and_icc_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (12, 10, 4), dtype=np.uint8)).save(tmp_path / "rgba.png", icc_profile=SRGB_ICC)
+    Image.fromarray(rng.integers(0, 256, (12, 10), dtype=np.uint8)).save(tmp_path / "gray.png")
+    Image.fromarray(rng.integers(0, 65536, (12, 10), dtype=np.uint16)).save(tmp_path / "g16.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010F] = "test-camera"
+    Image.fromarray(rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)).save(tmp_path / "rot.jpg", exif=exif.tobytes())
+    result = _run(tmp_path, "-x", "2", "--model", tiny_onnx(2), "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    rgba = Image.open(tmp_path / "out/rgba_x2.png")
+    assert rgba.mode == "RGBA" and rgba.size == (20, 24) and rgba.info["icc_profile"] == SRGB_ICC
+    gray = Image.open(tmp_path / "out/gray_x2.png")
+    assert gray.mode == "L" and gray.size == (20, 24)
+    g16 = read_image(tmp_path / "out/g16_x2.png")
+    assert g16.info.bit_depth == 16 and g16.is_gray and g16.size == (20, 24)
+    rot = Image.open(tmp_path / "out/rot_x2.jpg")
+    assert rot.size == (24, 20)  # EXIF rotation applied: portrait became landscape
+    assert rot.getexif().get(0x0112, 1) == 1 and rot.getexif()[0x010F] == "test-camera"
+
+
+def _bomb_png():
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", 50_000, 50_000, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
+
+
+def test_bad_files_are_reported_and_the_rest_written(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(folder / f"good{i}.png")
+    good = (folder / "good0.png").read_bytes()
+    (folder / "corrupt.png").write_bytes(good[:40] + b"\x00" * 30 + good[70:])
+    (folder / "zero.png").write_bytes(b"")
+    (folder / "text.png").write_text("hello, not an image\n")
+    (folder / "bomb.png").write_bytes(_bomb_png())
+    result = runner.invoke(app, ["upscale", str(folder), "-x", "2", "--model", str(tiny_onnx(2)), "-o",
+                                 str(tmp_path / "out"), "--device", "cpu", "-q"])  # fmt: skip
+    assert result.exit_code == 1
+    for name, reason in [("corrupt.png", "corrupt"), ("zero.png", "empty file"), ("text.png", "not an image"),
+                         ("bomb.png", "decompression bomb")]:  # fmt: skip
+        line = next(line for line in result.output.splitlines() if name in line)
+        assert line.startswith("error: ") and reason in line
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good0_x2.png", "good1_x2.png", "good2_x2.png"]
+    assert not _temps(tmp_path)
+    assert "3 written" in result.output and "4 failed" in result.output
+
+
+def test_existing_outputs_are_skipped_unless_overwrite_and_inputs_never_overwritten(tmp_path):
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    model = tiny_onnx(2)
+    assert _run(tmp_path / "a.png", "-x", "2", "--model", model).exit_code == 0
+    out = tmp_path / "a_x2.png"
+    stamp = out.stat().st_mtime_ns
+    assert _run(tmp_path / "a.png", "-x", "2", "--model", model).exit_code == 0
+    assert out.stat().st_mtime_ns == stamp
+    assert _run(tmp_path / "a.png", "-x", "2", "--model", model, "--overwrite").exit_code == 0
+    assert out.stat().st_mtime_ns != stamp
+    result = _run(tmp_path / "a.png", "-x", "2", "--model", model, "--suffix", "")
+    assert result.exit_code == 2 and "overwrite the input" in result.output
+
+
+def test_usage_errors_exit_2(tmp_path):
+    assert _run(tmp_path / "missing.png", "--model", "bicubic").exit_code == 2
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    assert _run(tmp_path / "a.png", "--model", tmp_path / "nope.onnx").exit_code == 2
+    assert _run(tmp_path / "a.png", "--model", "bicubic", "--shard", "3/2").exit_code == 2
+
+
+def test_shards_split_a_folder_without_overlap(tmp_path):
+    for i in range(5):
+        Image.fromarray(np.full((8, 8, 3), i, np.uint8)).save(tmp_path / f"{i}.png")
+    for k in range(2):
+        assert _run(tmp_path, "--model", "bicubic", "-x", "2", "-o", tmp_path / "out", "--shard", f"{k}/2").exit_code == 0
+        assert len(list((tmp_path / "out").iterdir())) == (3 if k == 0 else 5)
+
+
+def test_ctrl_c_leaves_only_complete_outputs_and_a_rerun_finishes(tmp_path):
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(24):
+        Image.fromarray(rng.integers(0, 256, (160, 160, 3), dtype=np.uint8)).save(folder / f"{i:02d}.png")
+    cmd = [sys.executable, "-m", "sr_tool", "upscale", str(folder), "-x", "4", "--model", str(tiny_onnx(4)),
+           "-o", str(out), "--device", "cpu", "-q"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out.is_dir() and any(p.suffix == ".png" for p in out.iterdir())):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    written = sorted(p for p in out.iterdir() if p.suffix == ".png")
+    assert 1 <= len(written) < 24, "the interrupt should land mid-batch"
+    assert not _temps(out)
+    for path in written:
+        assert read_image(path).size == (640, 640)  # complete, decodable
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert len(list(out.glob("*.png"))) == 24 and not _temps(out)
+    for path in out.glob("*.png"):
+        assert read_image(path).size == (640, 640)

@@ -1,0 +1,82 @@
+import numpy as np
+import pytest
+import torch
+
+from helpers import tiny_onnx
+from sr_tool.engine import OnnxEngine
+from sr_tool.export import model_from_onnx
+from sr_tool.image_io import read_image
+from sr_tool.tiling import OutOfMemory, TiledRunner, plan_tiles
+
+
+def test_plan_covers_the_image_with_one_tile_shape():
+    plan = plan_tiles(100, 75, tile=48, overlap=40)
+    assert plan.tile_h == plan.tile_w == 48
+    assert plan.ys[0] == 0 and plan.ys[-1] + 48 == 100 and plan.xs[-1] + 48 == 75
+    assert all(b - a <= 8 for a, b in zip(plan.ys, plan.ys[1:]))
+    small = plan_tiles(20, 70, tile=64, overlap=8)
+    assert small.tile_h == 20 and small.ys == (0,)  # smaller than a tile: runs at its own size
+
+
+def _whole(path, image):
+    with torch.no_grad():
+        return model_from_onnx(path)(torch.from_numpy(image)[None])[0].numpy()
+
+
+@pytest.mark.parametrize("size", [(53, 71), (100, 64), (17, 90)])
+def test_tiled_equals_whole_image_within_1_over_255(size):
+    path = tiny_onnx(4)
+    engine = OnnxEngine(path, "cpu")
+    image = np.random.default_rng(0).random((3, *size), dtype=np.float32)
+    runner = TiledRunner(engine.run_batch, 4, tile=48, pad=16, blend=8, batch_size=3)
+    tiled = runner(image).transpose(2, 0, 1)
+    whole = _whole(path, image)
+    assert tiled.shape == whole.shape == (3, size[0] * 4, size[1] * 4)
+    assert np.abs(tiled - whole).max() < 1 / 255
+
+
+def test_tiled_equals_whole_on_a_real_image_and_edges(data_dir):
+    path = tiny_onnx(2)
+    image = read_image(data_dir / "Set5" / "HR" / "bird.png").pixels[0, :, :97, :131].numpy().copy()
+    runner = TiledRunner(OnnxEngine(path, "cpu").run_batch, 2, tile=64, pad=16, blend=8)
+    tiled = runner(image).transpose(2, 0, 1)
+    whole = _whole(path, image)
+    diff = np.abs(tiled - whole)
+    assert diff.max() < 1 / 255
+    assert diff[:, -8:, :].max() < 1 / 255 and diff[:, :, -8:].max() < 1 / 255  # image edges
+
+
+def test_quantised_output_matches_float_output():
+    path = tiny_onnx(2)
+    runner = TiledRunner(OnnxEngine(path, "cpu").run_batch, 2, tile=48)
+    image = np.random.default_rng(1).random((3, 40, 60), dtype=np.float32)
+    as_float = runner(image)
+    as_uint8 = runner(image, out_dtype=np.uint8)
+    assert as_uint8.dtype == np.uint8
+    assert np.array_equal(as_uint8, np.floor(np.clip(as_float, 0, 1) * 255 + 0.5).astype(np.uint8))
+
+
+def test_out_of_memory_halves_the_tile_and_retries():
+    path = tiny_onnx(2)
+    engine = OnnxEngine(path, "cpu")
+    seen = []
+
+    def limited(batch):
+        seen.append(batch.shape[-1])
+        if batch.shape[-1] > 64:
+            raise OutOfMemory("pretend the GPU is full")
+        return engine.run_batch(batch)
+
+    image = np.random.default_rng(2).random((3, 150, 150), dtype=np.float32)
+    runner = TiledRunner(limited, 2, tile=128)
+    out = runner(image)
+    assert runner.tile == 64 and 128 in seen and seen[-1] == 64
+    assert np.abs(out.transpose(2, 0, 1) - _whole(path, image)).max() < 1 / 255
+
+
+def test_other_errors_are_not_retried():
+    def broken(batch):
+        raise ValueError("bad model")
+
+    with pytest.raises(ValueError, match="bad model"):
+        TiledRunner(broken, 2, tile=64)(np.zeros((3, 70, 70), np.float32))

@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageCms
+
+from helpers import tiny_onnx
+from sr_tool.image_io import ImageInfo, LoadedImage, read_image
+from sr_tool.upscale import ModelNotFound, TileSettings, Upscaler, resolve_model
+
+
+def _image(c=3, h=20, w=30, alpha=False, bit_depth=8):
+    gen = torch.Generator().manual_seed(0)
+    pixels = torch.rand(1, c, h, w, generator=gen)
+    a = torch.rand(1, 1, h, w, generator=gen) if alpha else None
+    return LoadedImage(pixels, a, ImageInfo(bit_depth=bit_depth))
+
+
+def test_native_scale_output_and_dtype():
+    up = Upscaler(str(tiny_onnx(2)), 2, device="cpu")
+    out = up.upscale(_image())
+    assert out.pixels.shape == (40, 60, 3) and out.pixels.dtype == np.uint8 and out.alpha is None
+
+
+def test_gray_stays_gray_and_alpha_is_upscaled_separately():
+    up = Upscaler(str(tiny_onnx(2)), 2, device="cpu")
+    out = up.upscale(_image(c=1, alpha=True))
+    assert out.pixels.shape == (40, 60, 1) and out.alpha.shape == (40, 60, 1)
+
+
+def test_sixteen_bit_in_gives_sixteen_bit_out():
+    out = Upscaler(str(tiny_onnx(2)), 2, device="cpu").upscale(_image(bit_depth=16))
+    assert out.pixels.dtype == np.uint16
+
+
+@pytest.mark.parametrize("scale, expected", [(3, (60, 90)), (1.5, (30, 45)), (4, (80, 120))])
+def test_any_scale_uses_the_larger_model_then_downscales(scale, expected):
+    up = Upscaler(str(tiny_onnx(4)), scale, device="cpu")
+    assert up.model_scale == 4
+    assert up.upscale(_image()).pixels.shape[:2] == expected
+
+
+def test_non_native_scale_is_the_antialiased_downscale_of_the_model_output():
+    from sr_tool.resize import imresize
+
+    up4 = Upscaler(str(tiny_onnx(4)), 4, device="cpu")
+    up3 = Upscaler(str(tiny_onnx(4)), 3, device="cpu")
+    image = _image()
+    big = torch.from_numpy(up4.runner(image.pixels[0].numpy())).permute(2, 0, 1)[None]
+    expected = np.floor(imresize(big, size=(60, 90))[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255 + 0.5)
+    assert np.abs(up3.upscale(image).pixels.astype(float) - expected).max() <= 1
+
+
+def test_bicubic_baseline_needs_no_model():
+    up = Upscaler("bicubic", 2)
+    assert up.engine is None and up.upscale(_image()).pixels.shape == (40, 60, 3)
+
+
+def test_unknown_model_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelNotFound, match="no such model"):
+        resolve_model(str(tmp_path / "nope.onnx"), 4)
+
+
+def test_tiled_upscaler_matches_untiled():
+    image = _image(h=70, w=90)
+    whole = Upscaler(str(tiny_onnx(2)), 2, device="cpu", tiles=TileSettings(tile=512)).upscale(image)
+    tiled = Upscaler(str(tiny_onnx(2)), 2, device="cpu", tiles=TileSettings(tile=48)).upscale(image)
+    assert np.abs(whole.pixels.astype(int) - tiled.pixels.astype(int)).max() <= 1
