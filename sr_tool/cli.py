@@ -155,6 +155,97 @@ def models() -> None:
                    f"{card.get('parameters', 0):>9,}  {e['path']}")  # fmt: skip
 
 
+@app.command(name="eval")
+def evaluate_models(
+    model: list[str] = typer.Option(..., "--model", "-m", help="Model to score (repeatable): built-in name or .onnx."),
+    data: str = typer.Option(..., "--data", help="Folder of HR images (or with HR/ and LR_bicubic/X<s>/)."),
+    scale: int = typer.Option(4, "-x", "--scale"),
+    csv_path: str = typer.Option(None, "--csv", help="Per-image CSV; default eval_<data>_x<s>.csv."),
+    compare: str = typer.Option(None, "--compare", help="Write the same crop from each model side by side here."),
+    compare_image: str = typer.Option(None, help="Which image to crop for --compare (stem); default the first."),
+    crop: str = typer.Option(None, help="Crop for --compare as x,y,size in HR pixels; default centred 128."),
+    metrics: str = typer.Option("psnr_y,ssim_y,ms_ssim,st_lpips", help="Comma-separated metrics."),
+    device: str = typer.Option("auto"),
+    engine: str = typer.Option("onnxruntime"),
+) -> None:
+    """Score models (bicubic included) on a benchmark folder: PSNR-Y, SSIM-Y, MS-SSIM, ST-LPIPS."""
+    from pathlib import Path
+
+    from sr_tool.engine import EngineError
+    from sr_tool.evaluate import comparison_picture, evaluate, load_pairs, summarise, write_csv
+    from sr_tool.image_io import ImageReadError
+    from sr_tool.upscale import ModelNotFound, Upscaler
+
+    names = (["bicubic"] if "bicubic" not in model else []) + list(model)
+    try:
+        pairs = load_pairs(data, scale)
+        upscalers = {Path(n).stem if n.endswith(".onnx") else n: Upscaler(n, scale, engine=engine, device=device)
+                     for n in names}  # fmt: skip
+        rows, outputs = evaluate(upscalers, pairs, scale, metrics=[m.strip() for m in metrics.split(",") if m.strip()])
+    except (ValueError, EngineError, ModelNotFound, ImageReadError, OSError) as err:
+        _fail(str(err))
+    data_name = Path(data).resolve().name
+    csv_file = Path(csv_path or f"eval_{data_name}_x{scale}.csv")
+    write_csv(rows, csv_file)
+    table = summarise(rows)
+    typer.echo(f"{data_name} x{scale}, {len(pairs)} images (per-image values: {csv_file})")
+    typer.echo(f"{'model':<24} {'PSNR-Y':>7} {'SSIM-Y':>7} {'MS-SSIM':>8} {'ST-LPIPS':>9}")
+    for name, means in table.items():
+        cells = [f"{means[k]:{w}.{d}f}" if means[k] is not None else f"{'-':>{w}}"
+                 for k, w, d in (("psnr_y", 7, 2), ("ssim_y", 7, 4), ("ms_ssim", 8, 4), ("st_lpips", 9, 4))]  # fmt: skip
+        typer.echo(f"{name:<24} " + " ".join(cells))
+    if compare:
+        pair = next((p for p in pairs if p.name == compare_image), None) if compare_image else pairs[0]
+        if pair is None:
+            _fail(f"--compare-image {compare_image}: not in {data}")
+        box = tuple(int(v) for v in crop.split(",")) if crop else None
+        try:
+            comparison_picture(outputs, pair, compare, box=box)
+        except ValueError as err:
+            _fail(str(err))
+        typer.echo(f"comparison: {compare}")
+
+
+@app.command()
+def bench(
+    model: list[str] = typer.Option(["perceptual"], "--model", "-m", help="Model(s) to time (repeatable)."),
+    scale: int = typer.Option(4, "-x", "--scale"),
+    device: list[str] = typer.Option(["auto"], "--device", help="Device(s) (repeatable)."),
+    engine: list[str] = typer.Option(["onnxruntime", "torch"], "--engine", help="Engine(s) (repeatable)."),
+    tile: list[int] = typer.Option([0], "--tile", help="Tile size(s); 0 = automatic (repeatable)."),
+    size: str = typer.Option("256x256", help="Input size WxH."),
+    repeats: int = typer.Option(3, min=1),
+    threads: int = typer.Option(0, help="CPU threads; 0 = all."),
+) -> None:
+    """Megapixels/s for each model x device x tile x engine (ONNX Runtime against PyTorch eager)."""
+    from sr_tool.bench import bench_upscaler
+    from sr_tool.engine import EngineError
+    from sr_tool.upscale import ModelNotFound, TileSettings, Upscaler
+
+    try:
+        width, height = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        _fail(f"--size takes WxH, e.g. 256x256, got {size!r}")
+    typer.echo(f"input {width}x{height}, x{scale}; output megapixels per second, median of {repeats}")
+    typer.echo(f"{'model':<16} {'engine':<12} {'device':<8} {'tile':>5} {'s/image':>8} {'MP/s':>7}  runs on")
+    failed = False
+    for m in model:
+        for d in device:
+            for t in tile:
+                for e in engine:
+                    try:
+                        up = Upscaler(m, scale, engine=e, device=d, tiles=TileSettings(tile=t or None),
+                                      threads=threads or None)  # fmt: skip
+                        seconds, rate = bench_upscaler(up, width=width, height=height, repeats=repeats)
+                    except (EngineError, ModelNotFound, ValueError) as err:
+                        typer.echo(f"{m:<16} {e:<12} {d:<8} {t or 'auto':>5} {'-':>8} {'-':>7}  {err}")
+                        failed = True
+                        continue
+                    tile_used = up.runner.tile if up.runner else 0
+                    typer.echo(f"{m:<16} {e:<12} {d:<8} {tile_used:>5} {seconds:8.3f} {rate:7.2f}  {up.description}")
+    raise typer.Exit(1 if failed else 0)
+
+
 @app.command()
 def presets() -> None:
     """List the architecture presets with their sizes and parameter counts."""

@@ -77,13 +77,14 @@ class TiledRunner:
     """
 
     def __init__(self, run_batch: BatchFn, scale: int, *, tile: int = 256, pad: int = 16, blend: int = 8,
-                 batch_size: int = 4, min_tile: int = 32):  # fmt: skip
+                 batch_size: int = 4, min_tile: int = 32, in_channels: int = 3):  # fmt: skip
         if pad < 0 or blend < 0:
             raise ValueError("pad and blend must be >= 0")
         self.run_batch = run_batch
         self.scale = scale
         self.tile, self.pad, self.blend = tile, pad, blend
         self.batch_size = batch_size
+        self.in_channels = in_channels
         self.min_tile = max(min_tile, 2 * pad + blend + 1)
 
     @property
@@ -91,8 +92,10 @@ class TiledRunner:
         return 2 * self.pad + self.blend
 
     def __call__(self, image: np.ndarray, out_dtype=np.float32) -> np.ndarray:
-        """``image``: float32 CxHxW in [0, 1]. Returns (sH)x(sW)xC, channel-last as image encoders
-        want it, in ``out_dtype``: float32 as computed, uint8 / uint16 quantised (rounded, clamped)."""
+        """``image``: HxWxC samples, uint8 / uint16 or float in [0, 1], converted to float32 one tile
+        at a time (a 1-channel image is fed as 3 equal channels when ``in_channels`` is 3).
+        Returns (sH)x(sW)xC', channel-last as image encoders want it, in ``out_dtype``: float32 as
+        computed, uint8 / uint16 quantised (rounded, clamped)."""
         while True:
             try:
                 return self._run(image, out_dtype)
@@ -101,57 +104,61 @@ class TiledRunner:
                     raise
                 self.tile //= 2  # and keep the smaller size for the images that follow
 
+    def _tile(self, image: np.ndarray, y: int, x: int, th: int, tw: int) -> np.ndarray:
+        tile = image[y : y + th, x : x + tw].transpose(2, 0, 1)
+        if image.dtype.kind == "u":
+            tile = tile.astype(np.float32) / np.float32(np.iinfo(image.dtype).max)
+        if tile.shape[0] == 1 and self.in_channels == 3:
+            tile = np.repeat(tile, 3, axis=0)
+        return tile
+
     def _run(self, image: np.ndarray, out_dtype) -> np.ndarray:
-        c, h, w = image.shape
+        h, w = image.shape[:2]
+        c = None  # output channels: known after the first batch
         s = self.scale
         plan = plan_tiles(h, w, self.tile, self.overlap)
-        src = image
-        out = np.empty((h * s, w * s, c), dtype=out_dtype)
         th, tw = plan.tile_h, plan.tile_w
         col_w = [_ramp(tw * s, i > 0, i < len(plan.xs) - 1, self.pad * s, self.blend * s) for i in range(len(plan.xs))]
-
-        band_top = 0  # first output row not yet written
-        acc = np.zeros((c, 0, w * s), np.float32)
-        weight = np.zeros((0, w * s), np.float32)
+        # One band of accumulators, as tall as a tile row's output; it slides down the image.
+        band_h = th * s
+        out = acc = None
+        weight = np.zeros((band_h, w * s), np.float32)
+        band_top = 0
         for row, y in enumerate(plan.ys):
-            row_w = _ramp(th * s, row > 0, row < len(plan.ys) - 1, self.pad * s, self.blend * s)
             top, bottom = y * s, min((y + th) * s, h * s)
-            # Rows above this tile row can receive nothing more: write them out.
-            acc, weight, band_top = self._flush(out, acc, weight, band_top, top)
-            grow = bottom - (band_top + acc.shape[1])
-            if grow > 0:
-                acc = np.concatenate([acc, np.zeros((c, grow, w * s), np.float32)], axis=1)
-                weight = np.concatenate([weight, np.zeros((grow, w * s), np.float32)], axis=0)
-            tiles = [src[:, y : y + th, x : x + tw] for x in plan.xs]
-            results = self._infer(tiles)
-            for x, result, cw in zip(plan.xs, results, col_w):
-                left, right = x * s, min((x + tw) * s, w * s)
-                wt = row_w[: bottom - top, None] * cw[None, : right - left]
-                r0 = top - band_top
-                acc[:, r0 : r0 + bottom - top, left:right] += result[:, : bottom - top, : right - left] * wt
-                weight[r0 : r0 + bottom - top, left:right] += wt
-        self._flush(out, acc, weight, band_top, h * s)
+            shift = top - band_top
+            if shift > 0:  # rows above this tile row receive nothing more: finish them, slide the band
+                self._finish(out, acc[:, :shift], weight[:shift], band_top)
+                keep = band_h - shift
+                acc[:, :keep], weight[:keep] = acc[:, shift:], weight[shift:]
+                acc[:, keep:], weight[keep:] = 0, 0
+                band_top = top
+            row_w = _ramp(th * s, row > 0, row < len(plan.ys) - 1, self.pad * s, self.blend * s)[: bottom - top]
+            rows = slice(0, bottom - top)
+            for start in range(0, len(plan.xs), self.batch_size):
+                xs = plan.xs[start : start + self.batch_size]
+                batch = np.stack([self._tile(image, y, x, th, tw) for x in xs]).astype(np.float32, copy=False)
+                results = self.run_batch(np.ascontiguousarray(batch))
+                if out is None:
+                    c = results.shape[1]
+                    out = np.empty((h * s, w * s, c), dtype=out_dtype)
+                    acc = np.zeros((c, band_h, w * s), np.float32)
+                for x, result, cw in zip(xs, results, col_w[start : start + len(xs)]):
+                    left, right = x * s, min((x + tw) * s, w * s)
+                    wt = row_w[:, None] * cw[None, : right - left]
+                    acc[:, rows, left:right] += result[:, : bottom - top, : right - left] * wt
+                    weight[rows, left:right] += wt
+                del results
+        self._finish(out, acc[:, : h * s - band_top], weight[: h * s - band_top], band_top)
         return out
 
-    def _flush(self, out, acc, weight, band_top, upto):
-        n = upto - band_top
-        if n <= 0:
-            return acc, weight, band_top
-        rows = acc[:, :n] / np.maximum(weight[None, :n], 1e-12)
-        out[band_top:upto] = _convert(rows, out.dtype).transpose(1, 2, 0)
-        return acc[:, n:], weight[n:], upto
-
-    def _infer(self, tiles: list[np.ndarray]) -> list[np.ndarray]:
-        results = []
-        for i in range(0, len(tiles), self.batch_size):
-            batch = np.ascontiguousarray(np.stack(tiles[i : i + self.batch_size]), dtype=np.float32)
-            results.extend(self.run_batch(batch))
-        return results
-
-
-def _convert(rows: np.ndarray, dtype) -> np.ndarray:
-    if dtype == np.uint8:
-        return np.floor(np.clip(rows, 0, 1) * 255 + 0.5).astype(np.uint8)
-    if dtype == np.uint16:
-        return np.floor(np.clip(rows, 0, 1) * 65535 + 0.5).astype(np.uint16)
-    return rows.astype(dtype)
+    def _finish(self, out: np.ndarray, acc: np.ndarray, weight: np.ndarray, top: int) -> None:
+        """Normalise finished rows in place (no band-sized temporaries) and store them in ``out``."""
+        np.divide(acc, np.maximum(weight, 1e-12)[None], out=acc)
+        if out.dtype != np.float32:
+            peak = np.iinfo(out.dtype).max
+            np.clip(acc, 0, 1, out=acc)
+            acc *= peak
+            acc += 0.5
+            np.floor(acc, out=acc)
+        out[top : top + acc.shape[1]] = acc.transpose(1, 2, 0)  # casts to out's dtype

@@ -16,14 +16,14 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from sr_tool.engine import auto_tile, make_engine
 from sr_tool.image_io import ImageInfo, LoadedImage, read_image, write_image
-from sr_tool.resize import imresize
 from sr_tool.tiling import TiledRunner
 
 BUILTIN_MODELS = ("pixel", "msssim", "perceptual")
+#: After an output this large, the engine's memory arena is shrunk (small images reuse it for speed).
+RELEASE_ABOVE_PIXELS = 4_000_000
 BICUBIC = "bicubic"
 
 
@@ -136,36 +136,39 @@ class Upscaler:
     def upscale(self, image: LoadedImage) -> UpscaledImage:
         width, height = image.size
         out_w, out_h = self.target_size(width, height)
-        sixteen = image.info.bit_depth == 16
-        dtype = np.uint16 if sixteen else np.uint8
-        gray = image.is_gray
+        dtype = np.uint16 if image.info.bit_depth == 16 else np.uint8
         if self.runner is None:
-            pixels = _quantised_hwc(imresize(image.pixels, size=(out_h, out_w)), dtype)
+            pixels = _resize(image.float_chw(), out_h, out_w, dtype)
         else:
-            rgb = image.pixels.expand(-1, 3, -1, -1) if gray else image.pixels
             native = (width * self.model_scale, height * self.model_scale) == (out_w, out_h)
-            result = self.runner(rgb[0].numpy(), out_dtype=dtype if native else np.float32)
+            # A gray image goes in as three equal channels (the model is RGB), their mean comes out.
+            pixels = self.runner(image.array, out_dtype=dtype if native else np.float32)
+            if out_w * out_h > RELEASE_ABOVE_PIXELS:  # big images: give the activation arena back
+                self.engine.release_memory()
             if not native:  # nearest larger model, then an antialiased downscale (or bicubic beyond it)
-                t = torch.from_numpy(result).permute(2, 0, 1)[None]
-                result = _quantised_hwc(imresize(t, size=(out_h, out_w)), dtype)
-            pixels = result
-            if gray:  # three (nearly) equal channels back to one
-                pixels = _gray(pixels, dtype)
+                pixels = _resize(pixels.transpose(2, 0, 1), out_h, out_w, dtype)
+            if image.is_gray:
+                pixels = np.floor(pixels.astype(np.float32).mean(axis=2, keepdims=True) + 0.5).astype(dtype)
         alpha = None
-        if image.alpha is not None:
-            alpha = _quantised_hwc(imresize(image.alpha, size=(out_h, out_w)), dtype)
+        if image.alpha_array is not None:
+            alpha = _resize(_unit_chw(image.alpha_array), out_h, out_w, dtype)
         return UpscaledImage(pixels=pixels, alpha=alpha, info=image.info)
 
 
-def _quantised_hwc(t: torch.Tensor, dtype) -> np.ndarray:
-    peak = 65535 if dtype == np.uint16 else 255
-    hwc = t[0].permute(1, 2, 0).clamp(0, 1).numpy()
-    return np.floor(hwc * peak + 0.5).astype(dtype)
+def _unit_chw(hwc: np.ndarray) -> np.ndarray:
+    peak = np.iinfo(hwc.dtype).max if hwc.dtype.kind == "u" else 1.0
+    return hwc.transpose(2, 0, 1).astype(np.float32) / peak
 
 
-def _gray(pixels: np.ndarray, dtype) -> np.ndarray:
-    mean = pixels.astype(np.float32).mean(axis=2, keepdims=True)
-    return np.floor(mean + 0.5).astype(dtype)
+def _resize(chw: np.ndarray, out_h: int, out_w: int, dtype) -> np.ndarray:
+    """MATLAB-bicubic resize of a float CxHxW array in [0, 1] to HxWxC samples of ``dtype``."""
+    import torch
+
+    from sr_tool.resize import imresize
+
+    t = imresize(torch.from_numpy(np.ascontiguousarray(chw))[None], size=(out_h, out_w))
+    hwc = t[0].permute(1, 2, 0).clamp_(0, 1).numpy()
+    return np.floor(hwc * np.iinfo(dtype).max + 0.5).astype(dtype)
 
 
 def upscale_file(

@@ -29,7 +29,7 @@ def test_tiled_equals_whole_image_within_1_over_255(size):
     engine = OnnxEngine(path, "cpu")
     image = np.random.default_rng(0).random((3, *size), dtype=np.float32)
     runner = TiledRunner(engine.run_batch, 4, tile=48, pad=16, blend=8, batch_size=3)
-    tiled = runner(image).transpose(2, 0, 1)
+    tiled = runner(image.transpose(1, 2, 0)).transpose(2, 0, 1)
     whole = _whole(path, image)
     assert tiled.shape == whole.shape == (3, size[0] * 4, size[1] * 4)
     assert np.abs(tiled - whole).max() < 1 / 255
@@ -39,7 +39,7 @@ def test_tiled_equals_whole_on_a_real_image_and_edges(data_dir):
     path = tiny_onnx(2)
     image = read_image(data_dir / "Set5" / "HR" / "bird.png").pixels[0, :, :97, :131].numpy().copy()
     runner = TiledRunner(OnnxEngine(path, "cpu").run_batch, 2, tile=64, pad=16, blend=8)
-    tiled = runner(image).transpose(2, 0, 1)
+    tiled = runner(image.transpose(1, 2, 0)).transpose(2, 0, 1)
     whole = _whole(path, image)
     diff = np.abs(tiled - whole)
     assert diff.max() < 1 / 255
@@ -49,11 +49,18 @@ def test_tiled_equals_whole_on_a_real_image_and_edges(data_dir):
 def test_quantised_output_matches_float_output():
     path = tiny_onnx(2)
     runner = TiledRunner(OnnxEngine(path, "cpu").run_batch, 2, tile=48)
-    image = np.random.default_rng(1).random((3, 40, 60), dtype=np.float32)
-    as_float = runner(image)
+    image = np.random.default_rng(1).integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    as_float = runner(image.astype(np.float32) / 255)  # integer input is converted tile by tile
     as_uint8 = runner(image, out_dtype=np.uint8)
-    assert as_uint8.dtype == np.uint8
+    assert as_uint8.dtype == np.uint8 and np.array_equal(runner(image), as_float)
     assert np.array_equal(as_uint8, np.floor(np.clip(as_float, 0, 1) * 255 + 0.5).astype(np.uint8))
+
+
+def test_gray_input_is_fed_as_three_channels():
+    path = tiny_onnx(2)
+    runner = TiledRunner(OnnxEngine(path, "cpu").run_batch, 2, tile=48)
+    gray = np.random.default_rng(3).random((30, 50, 1), dtype=np.float32)
+    assert np.array_equal(runner(gray), runner(np.repeat(gray, 3, axis=2)))
 
 
 def test_out_of_memory_halves_the_tile_and_retries():
@@ -69,7 +76,7 @@ def test_out_of_memory_halves_the_tile_and_retries():
 
     image = np.random.default_rng(2).random((3, 150, 150), dtype=np.float32)
     runner = TiledRunner(limited, 2, tile=128)
-    out = runner(image)
+    out = runner(image.transpose(1, 2, 0))
     assert runner.tile == 64 and 128 in seen and seen[-1] == 64
     assert np.abs(out.transpose(2, 0, 1) - _whole(path, image)).max() < 1 / 255
 
@@ -79,4 +86,4 @@ def test_other_errors_are_not_retried():
         raise ValueError("bad model")
 
     with pytest.raises(ValueError, match="bad model"):
-        TiledRunner(broken, 2, tile=64)(np.zeros((3, 70, 70), np.float32))
+        TiledRunner(broken, 2, tile=64)(np.zeros((70, 70, 3), np.float32))

@@ -12,7 +12,7 @@ def _image(c=3, h=20, w=30, alpha=False, bit_depth=8):
     gen = torch.Generator().manual_seed(0)
     pixels = torch.rand(1, c, h, w, generator=gen)
     a = torch.rand(1, 1, h, w, generator=gen) if alpha else None
-    return LoadedImage(pixels, a, ImageInfo(bit_depth=bit_depth))
+    return LoadedImage.from_tensors(pixels, a, ImageInfo(bit_depth=bit_depth))
 
 
 def test_native_scale_output_and_dtype():
@@ -45,7 +45,7 @@ def test_non_native_scale_is_the_antialiased_downscale_of_the_model_output():
     up4 = Upscaler(str(tiny_onnx(4)), 4, device="cpu")
     up3 = Upscaler(str(tiny_onnx(4)), 3, device="cpu")
     image = _image()
-    big = torch.from_numpy(up4.runner(image.pixels[0].numpy())).permute(2, 0, 1)[None]
+    big = torch.from_numpy(up4.runner(image.array)).permute(2, 0, 1)[None]
     expected = np.floor(imresize(big, size=(60, 90))[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255 + 0.5)
     assert np.abs(up3.upscale(image).pixels.astype(float) - expected).max() <= 1
 

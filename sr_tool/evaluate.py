@@ -1,0 +1,165 @@
+"""Scoring models on a benchmark folder the way published SR tables do (see :mod:`sr_tool.metrics`).
+
+A data folder holds HR images, either directly or in ``HR/``. LR inputs are read from
+``LR_bicubic/X<s>/<stem>x<s>.png`` when that folder exists (the MATLAB-made files of the benchmark
+sets), else made from the mod-cropped HR with the MATLAB-compatible bicubic (uint8 rounding).
+Every model upscales the same LR; outputs are quantised to 8 bits before scoring.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sr_tool.files import atomic_output
+from sr_tool.image_io import LoadedImage, read_image, write_image
+from sr_tool.metrics import deep_distance, ms_ssim_rgb, psnr_y, ssim_y
+from sr_tool.resize import imresize
+
+METRICS = ("psnr_y", "ssim_y", "ms_ssim", "st_lpips")
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+@dataclass
+class Pair:
+    name: str
+    hr: torch.Tensor  # 1xCxHxW, mod-cropped
+    lr: LoadedImage
+
+
+@dataclass
+class EvalRow:
+    model: str
+    image: str
+    psnr_y: float
+    ssim_y: float
+    ms_ssim: float | None
+    st_lpips: float | None
+
+
+def load_pairs(data_dir: str | Path, scale: int) -> list[Pair]:
+    data_dir = Path(data_dir)
+    hr_dir = data_dir / "HR" if (data_dir / "HR").is_dir() else data_dir
+    lr_dir = data_dir / "LR_bicubic" / f"X{scale}"
+    files = sorted(p for p in hr_dir.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"{hr_dir}: no HR images")
+    pairs = []
+    for path in files:
+        image = read_image(path)
+        h, w = image.pixels.shape[-2:]
+        hr = image.pixels[..., : h - h % scale, : w - w % scale]
+        lr_path = lr_dir / f"{path.stem}x{scale}.png"
+        if lr_dir.is_dir() and lr_path.is_file():
+            lr = read_image(lr_path)
+        else:
+            lr = LoadedImage.from_tensors(imresize(hr, 1 / scale, round_8bit=True).clamp(0, 1), None, image.info)
+        if lr.pixels.shape[1] != hr.shape[1]:
+            raise ValueError(f"{lr_path}: {lr.pixels.shape[1]} channels, but its HR image has {hr.shape[1]}")
+        pairs.append(Pair(path.stem, hr, lr))
+    return pairs
+
+
+def _to_tensor(pixels: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(pixels.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
+
+
+def evaluate(
+    upscalers: dict[str, object],
+    pairs: Sequence[Pair],
+    scale: int,
+    *,
+    metrics: Sequence[str] = METRICS,
+    on_image: Callable[[str, str], None] | None = None,
+) -> tuple[list[EvalRow], dict[str, dict[str, np.ndarray]]]:
+    """Score each upscaler (name -> Upscaler) on each pair. Returns the rows and the 8-bit outputs
+    (model -> image -> HxWxC uint8), for comparison pictures."""
+    unknown = set(metrics) - set(METRICS)
+    if unknown:
+        raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {', '.join(METRICS)}")
+    distance = None
+    if "st_lpips" in metrics:
+        from sr_tool.losses.deep import load_st_lpips
+
+        distance = load_st_lpips("alex")
+    rows, outputs = [], {}
+    for name, upscaler in upscalers.items():
+        outputs[name] = {}
+        for pair in pairs:
+            if on_image:
+                on_image(name, pair.name)
+            result = upscaler.upscale(pair.lr)
+            pixels = result.pixels if result.pixels.dtype == np.uint8 else np.floor(result.pixels / 257 + 0.5).astype(np.uint8)
+            outputs[name][pair.name] = pixels
+            sr = _to_tensor(pixels)
+            if sr.shape != pair.hr.shape:
+                raise ValueError(f"{name} on {pair.name}: output {tuple(sr.shape)} but HR {tuple(pair.hr.shape)}")
+            scored_side = min(sr.shape[-2:]) - 2 * scale
+            rows.append(
+                EvalRow(
+                    model=name,
+                    image=pair.name,
+                    psnr_y=float(psnr_y(sr, pair.hr, scale)),
+                    ssim_y=float(ssim_y(sr, pair.hr, scale)),
+                    ms_ssim=float(ms_ssim_rgb(sr, pair.hr, scale)) if "ms_ssim" in metrics and scored_side >= 11 else None,
+                    st_lpips=float(deep_distance(sr, pair.hr, distance, scale)) if distance is not None else None,
+                )
+            )
+    return rows, outputs
+
+
+def summarise(rows: Sequence[EvalRow]) -> dict[str, dict[str, float | None]]:
+    """Mean of each metric per model (in first-seen model order)."""
+    table: dict[str, dict[str, float | None]] = {}
+    for model in dict.fromkeys(r.model for r in rows):
+        mine = [r for r in rows if r.model == model]
+        table[model] = {}
+        for metric in METRICS:
+            values = [getattr(r, metric) for r in mine if getattr(r, metric) is not None]
+            table[model][metric] = float(np.mean(values)) if values else None
+    return table
+
+
+def write_csv(rows: Sequence[EvalRow], path: str | Path) -> None:
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["model", "image", *METRICS])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if v is None else (f"{v:.6f}" if isinstance(v, float) else v)) for k, v in asdict(row).items()})
+
+
+def comparison_picture(
+    outputs: dict[str, dict[str, np.ndarray]],
+    pair: Pair,
+    path: str | Path,
+    *,
+    box: tuple[int, int, int] | None = None,
+    zoom: int = 2,
+) -> Path:
+    """The same crop (x, y, size in HR pixels; default: a centred square) of the HR image and each
+    model's output, side by side and labelled, enlarged ``zoom`` times with nearest neighbour."""
+    from sr_tool.image_io import label_image
+
+    hr = (pair.hr[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+    h, w = hr.shape[:2]
+    if box is None:
+        size = min(h, w, 128)
+        box = ((w - size) // 2, (h - size) // 2, size)
+    x, y, size = box
+    if not (0 <= x and 0 <= y and x + size <= w and y + size <= h):
+        raise ValueError(f"crop {box} is outside the {w}x{h} image {pair.name}")
+    panels = [(name, images[pair.name]) for name, images in outputs.items()] + [("HR", hr)]
+    tiles = []
+    for name, image in panels:
+        crop = image[y : y + size, x : x + size]
+        crop = np.repeat(crop, 3, axis=2) if crop.shape[2] == 1 else crop
+        crop = crop.repeat(zoom, axis=0).repeat(zoom, axis=1)
+        tiles.append(label_image(crop, name))
+    gap = np.full((tiles[0].shape[0], 4, 3), 255, np.uint8)
+    strip = np.concatenate([t for tile in tiles for t in (tile, gap)][:-1], axis=1)
+    return write_image(path, strip)
