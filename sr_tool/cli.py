@@ -247,6 +247,41 @@ def bench(
 
 
 @app.command()
+def export(
+    checkpoint: str = typer.Argument(..., help="Training checkpoint (.ckpt) or model file from save_model (.pt)."),
+    output: str = typer.Option(..., "-o", "--output", help="ONNX file to write; the card goes beside it as .json."),
+    fp16: bool = typer.Option(False, "--fp16", help="fp16 weights inside, fp32 inputs and outputs (for GPUs)."),
+    parity_image: str = typer.Option(None, help="Image for the PyTorch/ONNX parity check (default: synthetic)."),
+) -> None:
+    """Export a checkpoint to ONNX (dynamic N, H, W; metadata inside; checked for parity)."""
+    from pathlib import Path
+
+    import torch
+
+    from sr_tool.image_io import ImageReadError, read_image
+
+    image = None
+    try:
+        if parity_image:
+            pixels = read_image(parity_image).pixels
+            image = (pixels.expand(-1, 3, -1, -1) if pixels.shape[1] == 1 else pixels)[..., :128, :128].contiguous()
+        if Path(checkpoint).suffix == ".ckpt":
+            from sr_tool.training import TrainingError, export_checkpoint
+
+            onnx_path, card = export_checkpoint(checkpoint, output, fp16=fp16, parity_image=image)
+            typer.echo(f"wrote {onnx_path} and {card}")
+        else:
+            from sr_tool.archs import load_model
+            from sr_tool.export import export_onnx
+
+            model, extra = load_model(checkpoint)
+            report = export_onnx(model, output, loss=str(extra.get("loss", "unknown")), fp16=fp16, parity_image=image)
+            typer.echo(f"wrote {output} (parity: max abs diff {report['max_abs_diff']:.1e})")
+    except (ImageReadError, ValueError, OSError, RuntimeError, KeyError, torch.serialization.pickle.UnpicklingError) as err:
+        _fail(f"{checkpoint}: {err}")
+
+
+@app.command()
 def presets() -> None:
     """List the architecture presets with their sizes and parameter counts."""
     from sr_tool.archs import PRESETS, build_model, parameter_count, preset_config

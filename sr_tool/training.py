@@ -128,6 +128,8 @@ class SRLightningModule(pl.LightningModule):
         self.strict_loading = False  # frozen loss networks are not stored in checkpoints
         self._forward = torch.compile(self.model) if cfg.compile else self.model
         self.__dict__["_st_lpips"] = None  # a metric, not a submodule: kept out of checkpoints
+        self._wall_before = 0.0  # training time of earlier runs this one resumed, for model cards
+        self._fit_started = time.time()
 
     # -- data -------------------------------------------------------------------------------
     def on_after_batch_transfer(self, batch, dataloader_idx):
@@ -183,7 +185,17 @@ class SRLightningModule(pl.LightningModule):
         return self.__dict__["_st_lpips"]
 
     # -- checkpoints ------------------------------------------------------------------------
+    def on_fit_start(self):
+        self._fit_started = time.time()
+
     def on_save_checkpoint(self, checkpoint):
+        datamodule = getattr(self.trainer, "datamodule", None)
+        checkpoint["srtool_meta"] = {
+            "hardware": _hardware(self.trainer),
+            "precision": _precision(self.cfg),
+            "wall_time_s": round(self._wall_before + time.time() - self._fit_started, 1),
+            "train_images": len(datamodule.train_set.sources) if datamodule and datamodule.train_set else None,
+        }
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("loss.")}
         metrics = self.trainer.callback_metrics if self._trainer is not None else {}
         checkpoint["srtool_val"] = {k: float(v) for k, v in metrics.items() if k.startswith("val/")}
@@ -193,6 +205,7 @@ class SRLightningModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint):
         _as_epoch_boundary(checkpoint)
+        self._wall_before = checkpoint.get("srtool_meta", {}).get("wall_time_s", 0.0)
         rng = checkpoint.get("srtool_rng")
         if rng:
             torch.set_rng_state(rng["torch"])
@@ -344,66 +357,79 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
 
     best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else None
     result = TrainResult(out_dir, best, last if last.is_file() else None, None, None, None, {})
-    if not trainer.is_global_zero:
+    source = best if best and best.is_file() else result.last_checkpoint
+    if not trainer.is_global_zero or source is None:
         return result
-    # The EMA weights of the best checkpoint (or of the end of training) are what ships.
-    model = build_model(preset_config(cfg.preset, cfg.scale))
-    if best and best.is_file():
-        load_matching_weights(model, best)
-        result.metrics = _best_metrics(best)
-    else:
-        model.load_state_dict(module.ema.state_dict())
-        result.metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    result.metrics = {**torch.load(source, map_location="cpu", weights_only=True).get("srtool_val", {})}
     if cfg.export:
-        _export_all(model, cfg, data, trainer, result, wall_time=time.time() - start)
+        # The EMA weights of the best checkpoint (or of the last, without validation) are what ships.
+        parity_image = None
+        if data.val_set:
+            hr = data.val_set[0]["hr"][None]
+            parity_image = imresize(hr, 1 / cfg.scale, round_8bit=True)[..., :64, :64].contiguous()
+        result.onnx, result.card = export_checkpoint(source, out_dir / "model.onnx", parity_image=parity_image)
+        result.model_pt = out_dir / "model.pt"
+        from sr_tool.archs import save_model
+
+        model = build_model(preset_config(cfg.preset, cfg.scale))
+        load_matching_weights(model, source)
+        save_model(model, result.model_pt, extra={"loss": cfg.loss})
     return result
 
 
-def _best_metrics(path: Path) -> dict:
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    return {**ckpt.get("srtool_val", {}), "step": int(ckpt.get("global_step", 0))}
-
-
-def _export_all(model: SRResNet, cfg: TrainConfig, data: SRDataModule, trainer, result: TrainResult, wall_time: float):
-    from sr_tool.archs import save_model
+def export_checkpoint(
+    checkpoint: str | Path, onnx_path: str | Path, *, fp16: bool = False, parity_image: torch.Tensor | None = None
+) -> tuple[Path, Path]:
+    """Export a training checkpoint's EMA weights to ONNX, with a JSON model card beside it
+    (``<name>.json``): architecture, parameters, scale, loss, recipe, data, steps, hardware, wall
+    time, validation metrics. Returns (onnx path, card path)."""
     from sr_tool.export import export_onnx
+    from sr_tool.files import atomic_output
 
-    out = Path(cfg.out_dir)
-    result.model_pt = out / "model.pt"
-    save_model(model, result.model_pt, extra={"loss": cfg.loss})
-    parity_image = None
-    if data.val_set:
-        hr = data.val_set[0]["hr"][None]
-        parity_image = imresize(hr, 1 / cfg.scale, round_8bit=True)[..., :64, :64].contiguous()
-    result.onnx = out / "model.onnx"
-    parity = export_onnx(model, result.onnx, loss=cfg.loss, parity_image=parity_image)
+    checkpoint, onnx_path = Path(checkpoint), Path(onnx_path)
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    try:
+        cfg = TrainConfig.from_dict(ckpt["hyper_parameters"]["train_config"])
+    except KeyError:
+        raise TrainingError(f"{checkpoint}: not an srtool training checkpoint (no train_config)") from None
+    model = build_model(preset_config(cfg.preset, cfg.scale))
+    load_matching_weights(model, checkpoint)
+    steps = int(ckpt.get("global_step", 0))
+    parity = export_onnx(model, onnx_path, loss=cfg.loss, fp16=fp16, parity_image=parity_image,
+                         metadata={"steps": str(steps), "preset": cfg.preset})  # fmt: skip
+    meta = ckpt.get("srtool_meta", {})
     card = {
-        "name": out.name,
+        "name": onnx_path.stem,
         "srtool_version": __version__,
         "architecture": asdict(model.config),
+        "preset": cfg.preset,
         "parameters": parameter_count(model),
         "scale": cfg.scale,
         "loss": cfg.loss,
         "recipe": cfg.recipe,
+        "init": cfg.init,
         "data": {
             "train": cfg.train_dirs,
-            "train_images": len(data.train_set.sources),
+            "train_images": meta.get("train_images"),
             "val": cfg.val_dirs,
             "patch_size": cfg.patch_size,
             "batch_size": cfg.batch_size,
             "degradations": cfg.degradations,
         },
-        "steps": int(trainer.global_step),
-        "init": cfg.init,
-        "hardware": _hardware(trainer),
-        "precision": _precision(cfg),
-        "wall_time_s": round(wall_time, 1),
-        "validation": result.metrics,
+        "steps": steps,
+        "max_steps": cfg.max_steps,
+        "hardware": meta.get("hardware", "not recorded"),
+        "precision": meta.get("precision", "not recorded"),
+        "wall_time_s": meta.get("wall_time_s", "not recorded"),
+        "validation": ckpt.get("srtool_val", {}),
+        "checkpoint": checkpoint.name,
         "export_parity": parity,
         "config": asdict(cfg),
     }
-    result.card = out / "model_card.json"
-    result.card.write_text(json.dumps(card, indent=2) + "\n")
+    card_path = onnx_path.with_suffix(".json")
+    with atomic_output(card_path) as tmp:
+        tmp.write_text(json.dumps(card, indent=2) + "\n")
+    return onnx_path, card_path
 
 
 def _hardware(trainer) -> str:

@@ -145,7 +145,7 @@ def test_ddp_on_two_cpu_processes(folders, tmp_path):
     ]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "2 x CPU" in (out / "model_card.json").read_text()
+    assert "2 x CPU" in (out / "model.json").read_text()
 
 
 def test_unreadable_training_image_is_skipped_with_a_warning(folders, tmp_path, caplog):
@@ -221,3 +221,30 @@ def test_init_copies_matching_layers_across_scales(tmp_path):
     copied, skipped = load_matching_weights(x3, tmp_path / "x4.pt")  # the x3 upsampler has other shapes
     assert copied > 0 and skipped == 2
     assert not torch.equal(x3.upsample[0].weight[:32], x4.upsample[0].weight)
+
+
+def test_export_cli_from_checkpoint_and_model_file(folders, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from sr_tool.cli import app
+    from sr_tool.engine import OnnxEngine
+
+    train(_cfg(folders, tmp_path / "run", max_steps=10))
+    runner = CliRunner()
+    result = runner.invoke(app, ["export", str(tmp_path / "run/checkpoints/last.ckpt"), "-o", str(tmp_path / "m.onnx"),
+                                 "--parity-image", str(folders / "val" / "bird.png")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    card = json.loads((tmp_path / "m.json").read_text())
+    assert card["steps"] == 10 and card["scale"] == 2 and card["loss"] == "l1"
+    assert "CPU" in card["hardware"] and card["wall_time_s"] > 0 and "val/psnr_y" in card["validation"]
+    assert card["export_parity"]["max_abs_diff"] <= 1e-4 and card["export_parity"]["image_shape"] == [1, 3, 96, 96]
+    assert OnnxEngine(tmp_path / "m.onnx", "cpu").scale == 2
+
+    save_model(build_model(preset_config("srresnet-tiny", 3)), tmp_path / "m.pt", extra={"loss": "msssim"})
+    result = runner.invoke(app, ["export", str(tmp_path / "m.pt"), "-o", str(tmp_path / "p.onnx"), "--fp16"])
+    assert result.exit_code == 0, result.output
+    assert OnnxEngine(tmp_path / "p.onnx", "cpu").metadata["precision"] == "fp16"
+    bad = runner.invoke(app, ["export", str(tmp_path / "nope.ckpt"), "-o", str(tmp_path / "x.onnx")])
+    assert bad.exit_code == 2 and "nope.ckpt" in bad.output
