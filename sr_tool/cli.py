@@ -39,7 +39,7 @@ def upscale(
     inputs: list[str] = typer.Argument(..., help="Image files, folders or globs.", show_default=False),
     output: str = typer.Option(None, "-o", "--output", help="Output file (one input) or folder."),
     scale: float = typer.Option(4.0, "-x", "--scale", help="Upscaling factor; any value (e.g. 2, 3, 4, 1.5)."),
-    model: str = typer.Option("perceptual", "--model", "-m", help="pixel, msssim, perceptual, bicubic, or an .onnx file."),
+    model: str = typer.Option(None, "--model", "-m", help="pixel, msssim, perceptual, bicubic, or an .onnx file; default: the best installed (perceptual, msssim, pixel)."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders."),
     suffix: str = typer.Option(None, help="Added to output names; default _x<scale>."),
     fmt: str = typer.Option(None, "--format", help="png, jpg, webp or tif; default: the input's."),
@@ -59,9 +59,10 @@ def upscale(
     """Upscale images. Exit code 0: all done; 1: some files failed; 2: usage error; 130: interrupted."""
     from sr_tool.batch import BatchError, collect_inputs, parse_shard, plan_jobs, run_batch, shard
     from sr_tool.engine import EngineError, parse_devices
-    from sr_tool.upscale import ModelNotFound, TileSettings, Upscaler
+    from sr_tool.upscale import ModelNotFound, TileSettings, Upscaler, default_model
 
     try:
+        model = model or default_model()
         jobs = plan_jobs(collect_inputs(inputs, recursive), output, suffix=suffix if suffix is not None else f"_x{scale:g}", fmt=fmt)
         if shard_spec:
             jobs = shard(jobs, *parse_shard(shard_spec))

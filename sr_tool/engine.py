@@ -53,6 +53,8 @@ class OnnxEngine:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         options.log_severity_level = 3  # our own messages say what happened with the providers
+        # Idle inference threads sleep instead of spinning: decode/encode threads need those cores.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         # auto tries CUDA only where a GPU exists: elsewhere it would just fail to load, slowly.
         want_cuda = device != "cpu" and (device != "auto" or _gpu_present())
         providers: list = ["CPUExecutionProvider"]

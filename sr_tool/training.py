@@ -14,6 +14,7 @@ import math
 import platform
 import random
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -32,6 +33,9 @@ from sr_tool.resize import imresize
 log = logging.getLogger(__name__)
 
 SCHEDULES = ("cosine", "step", "constant")
+# Lightning warnings about things srtool does on purpose: frozen EMA / loss networks in eval mode,
+# LR made in the module's on_after_batch_transfer.
+_EXPECTED_WARNINGS = (".*module\\(s\\) in eval mode.*", ".*overridden `on_after_batch_transfer`.*", ".*LeafSpec.*")
 MONITORS = {"psnr_y": "max", "ssim_y": "max", "ms_ssim": "max", "st_lpips": "min"}
 
 
@@ -350,7 +354,10 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
         enable_model_summary=False,
     )
     try:
-        trainer.fit(module, datamodule=data, ckpt_path=str(last) if cfg.resume else None)
+        with warnings.catch_warnings():
+            for message in _EXPECTED_WARNINGS:
+                warnings.filterwarnings("ignore", message=message)
+            trainer.fit(module, datamodule=data, ckpt_path=str(last) if cfg.resume else None)
     except NonFiniteLossError as err:
         kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was saved yet"
         raise TrainingError(f"{err}; training stopped, {kept}") from None

@@ -58,6 +58,14 @@ def list_builtin_models() -> list[dict]:
     return entries
 
 
+def default_model() -> str:
+    """The best installed built-in model: perceptual, else msssim, else pixel."""
+    for name in reversed(BUILTIN_MODELS):
+        if builtin_model_files(name):
+            return name
+    raise ModelNotFound(f"no built-in model is installed (looked for {', '.join(BUILTIN_MODELS)} in {shipped_models_dir()})")
+
+
 def resolve_model(model: str, scale: float) -> tuple[Path | None, int]:
     """(ONNX path, native scale) for ``model`` at the requested ``scale``; (None, 1) for bicubic."""
     if model == BICUBIC:

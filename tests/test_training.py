@@ -248,3 +248,13 @@ def test_export_cli_from_checkpoint_and_model_file(folders, tmp_path):
     assert OnnxEngine(tmp_path / "p.onnx", "cpu").metadata["precision"] == "fp16"
     bad = runner.invoke(app, ["export", str(tmp_path / "nope.ckpt"), "-o", str(tmp_path / "x.onnx")])
     assert bad.exit_code == 2 and "nope.ckpt" in bad.output
+
+
+def test_shipped_recipes_are_valid_configs():
+    import yaml
+
+    recipes = sorted((Path(__file__).resolve().parents[1] / "train" / "recipes").glob("*.yaml"))
+    assert {p.stem for p in recipes} >= {"pixel_x4", "pixel_x2", "msssim_x4", "msssim_x2", "perceptual_x4", "perceptual_x2"}
+    for path in recipes:
+        cfg = TrainConfig.from_dict(yaml.safe_load(path.read_text()))
+        assert cfg.preset == "srresnet-light" and path.stem.endswith(f"_x{cfg.scale}")
