@@ -11,6 +11,7 @@ this reproduces the MATLAB-made LR files of the SR benchmarks.
 from __future__ import annotations
 
 import math
+import warnings
 from functools import lru_cache
 
 import torch
@@ -66,24 +67,21 @@ def cubic(x: torch.Tensor) -> torch.Tensor:
     return near + far
 
 
-#: Above this input length a pass gathers its few taps instead of multiplying by a dense matrix,
-#: whose cost grows with n_in * n_out (a 3000 -> 12000 pass would be 36M weights per row of pixels).
-DENSE_MAX = 1024
+#: A pass multiplies by a dense (n_out x n_in) weight matrix while it has at most this many entries
+#: (fastest for training crops); larger passes gather their few taps instead, whose cost grows with
+#: n_out alone (a 750 -> 3000 pass: 6 taps instead of 750 per output pixel). benchmarks/resize.py
+DENSE_MAX = 1 << 18
 
 
 def _resize_dim(x: torch.Tensor, dim: int, n_in: int, n_out: int, scale: float, antialias: bool) -> torch.Tensor:
-    if n_in <= DENSE_MAX:
+    if n_in * n_out <= DENSE_MAX:
         weights = _dense_weights(n_in, n_out, scale, antialias, x.device, x.dtype)
         return torch.matmul(weights, x) if dim == -2 else torch.matmul(x, weights.t())
-    columns, weights = _contributions(n_in, n_out, scale, antialias)
-    columns, weights = columns.to(x.device), weights.to(device=x.device, dtype=x.dtype)
-    shape = [1] * x.dim()
-    shape[dim] = n_out
-    out = None
-    for k in range(columns.shape[1]):  # one tap at a time keeps memory at about twice the output
-        term = x.index_select(dim, columns[:, k]) * weights[:, k].reshape(shape)
-        out = term if out is None else out.add_(term)
-    return out
+    # Sparse (CSR) weights times the image with the resized axis first: optimised SpMM kernels.
+    weights = _sparse_weights(n_in, n_out, scale, antialias, x.device, x.dtype)
+    moved = x.movedim(dim, 0)
+    out = torch.sparse.mm(weights, moved.reshape(n_in, -1))
+    return out.reshape(n_out, *moved.shape[1:]).movedim(0, dim)
 
 
 @lru_cache(maxsize=256)
@@ -112,3 +110,14 @@ def _dense_weights(n_in: int, n_out: int, scale: float, antialias: bool, device,
     columns, weights = _contributions(n_in, n_out, scale, antialias)
     matrix = torch.zeros(n_out, n_in, dtype=torch.float64).scatter_add_(1, columns, weights)
     return matrix.to(device=device, dtype=dtype)
+
+
+@lru_cache(maxsize=64)
+def _sparse_weights(n_in: int, n_out: int, scale: float, antialias: bool, device, dtype) -> torch.Tensor:
+    columns, weights = _contributions(n_in, n_out, scale, antialias)
+    rows = torch.arange(n_out).repeat_interleave(columns.shape[1])
+    indices = torch.stack([rows, columns.flatten()])
+    with warnings.catch_warnings():  # "CSR support is in beta": the SpMM used here is long stable
+        warnings.simplefilter("ignore", UserWarning)
+        coo = torch.sparse_coo_tensor(indices, weights.flatten(), (n_out, n_in), check_invariants=True)
+        return coo.coalesce().to(dtype).to_sparse_csr().to(device)  # coalesce sums mirrored duplicates

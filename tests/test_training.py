@@ -258,3 +258,52 @@ def test_shipped_recipes_are_valid_configs():
     for path in recipes:
         cfg = TrainConfig.from_dict(yaml.safe_load(path.read_text()))
         assert cfg.preset == "srresnet-light" and path.stem.endswith(f"_x{cfg.scale}")
+
+
+def test_paired_lr_folders_give_aligned_crops(folders, tmp_path):
+    from sr_tool.image_io import write_image
+
+    hr_dir, lr_dir = tmp_path / "hr", tmp_path / "lr"
+    hr_dir.mkdir(), lr_dir.mkdir()
+    for path in sorted((folders / "train").glob("*.png"))[:3]:
+        hr = read_image(path).pixels
+        h, w = hr.shape[-2:]
+        hr = hr[..., : h - h % 2, : w - w % 2]
+        write_image(hr_dir / path.name, hr)
+        write_image(lr_dir / f"{path.stem}x2.png", imresize(hr, 0.5, round_8bit=True))
+    ds = HRCropDataset(find_images([hr_dir]), scale=2, patch_size=32, samples_per_epoch=8,
+                       lr_folders=[lr_dir], hr_folders=[hr_dir])  # fmt: skip
+    for i in range(4):
+        item = ds[i]
+        assert item["hr"].shape == (3, 32, 32) and item["lr"].shape == (3, 16, 16)
+        inner = (imresize(item["hr"][None], 0.5, round_8bit=True)[0] - item["lr"])[:, 3:-3, 3:-3]
+        # Lines up: a one-pixel shift would give errors of many levels. The few-level differences
+        # come from the per-pass uint8 rounding running in another axis order on turned crops.
+        assert inner.abs().max() <= 4 / 255 and inner.abs().mean() < 1 / 255
+
+
+def test_streaming_without_cache_gives_the_same_samples(folders):
+    files = find_images([folders / "train"])
+    cached = HRCropDataset(files, scale=2, patch_size=32, samples_per_epoch=8, seed=1)
+    streamed = HRCropDataset(files, scale=2, patch_size=32, samples_per_epoch=8, seed=1, cache_bytes=0)
+    assert cached.cache is not None and streamed.cache is None
+    assert torch.equal(cached[3]["hr"], streamed[3]["hr"])
+
+
+def test_degradations_are_deterministic_and_change_the_lr():
+    import random
+
+    from sr_tool.degrade import Degradation, degrade
+
+    hr = torch.rand(3, 64, 64)
+    d = Degradation(probability=1.0)
+    a, b = degrade(hr, 4, d, random.Random(5)), degrade(hr, 4, d, random.Random(5))
+    assert a.shape == (3, 16, 16) and torch.equal(a, b)
+    assert (a - imresize(hr[None], 0.25)[0].clamp(0, 1)).abs().mean() > 1 / 255
+
+
+def test_one_step_with_degradations_channels_last_and_clipping(folders, tmp_path):
+    result = train(_cfg(folders, tmp_path / "opts", max_steps=2, steps_per_epoch=2, degradations=True,
+                        channels_last=True, grad_clip=0.5, loss="l1+0.1*ssim", val_dirs=[]))  # fmt: skip
+    ckpt = torch.load(result.last_checkpoint, weights_only=True)
+    assert ckpt["global_step"] == 2
