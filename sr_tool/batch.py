@@ -202,15 +202,19 @@ def run_batch(
             if not put(decoded, (job, image)):
                 return
 
-    def infer_worker(upscaler) -> None:
+    def take(q: queue.Queue):
+        """Items of ``q`` until its end marker, or until stop is set (checked between items)."""
         while not stop.is_set():
             try:
-                item = decoded.get(timeout=0.1)
+                item = q.get(timeout=0.1)
             except queue.Empty:
                 continue
             if item is done_marker:
                 return
-            job, image = item
+            yield item
+
+    def infer_worker(upscaler) -> None:
+        for job, image in take(decoded):
             try:
                 out = upscaler.upscale(image)
             except Exception as exc:  # a model/engine failure on one image must not end the batch
@@ -221,14 +225,7 @@ def run_batch(
                 return
 
     def encode_worker() -> None:
-        while not stop.is_set():  # a write in progress when stop is set still completes
-            try:
-                item = upscaled.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if item is done_marker:
-                return
-            job, out = item
+        for job, out in take(upscaled):  # a write in progress when stop is set still completes
             try:
                 write_image(job.target, out.pixels, alpha=out.alpha, info=out.info, quality=quality)
             except (ImageWriteError, OSError) as err:
