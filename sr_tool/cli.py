@@ -321,12 +321,13 @@ def train(
     seed: int = typer.Option(None),
     num_workers: int = typer.Option(None),
     degradations: bool = typer.Option(None, "--degradations/--no-degradations", help="Real-photo LR."),
+    lpips_backbone: str = typer.Option(None, help="Local torchvision AlexNet/VGG16 weights for lpips-* losses."),
     accelerator: str = typer.Option(None, help="auto, cpu, gpu."),
     devices: str = typer.Option(None, help="Number of devices, or a list such as 0,1."),
     num_nodes: int = typer.Option(None),
     strategy: str = typer.Option(None, help="auto, ddp, ddp_spawn, ..."),
 ) -> None:
-    """Train an upscaler with Lightning; ends with model.onnx, model.pt and model_card.json in --out."""
+    """Train an upscaler with Lightning; ends with model.onnx, its card model.json and model.pt in --out."""
     import logging
 
     from sr_tool.training import TrainConfig, TrainingError
@@ -346,7 +347,7 @@ def train(
         "warmup_steps": warmup_steps, "ema_decay": ema_decay, "grad_clip": grad_clip, "precision": precision,
         "channels_last": channels_last, "compile": compile, "init": init, "resume": resume, "monitor": monitor,
         "seed": seed, "num_workers": num_workers, "degradations": degradations, "accelerator": accelerator,
-        "devices": devices, "num_nodes": num_nodes, "strategy": strategy,
+        "devices": devices, "num_nodes": num_nodes, "strategy": strategy, "lpips_backbone": lpips_backbone,
     }  # fmt: skip
     settings.update({k: v for k, v in overrides.items() if v is not None})
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")

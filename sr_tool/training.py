@@ -78,6 +78,7 @@ class TrainConfig:
     num_workers: int = 2
     cache_gb: float = 4.0
     degradations: bool = False  # real-photo LR (blur, noise, JPEG) instead of clean bicubic
+    lpips_backbone: str | None = None  # local torchvision weights for lpips-* losses (else downloaded)
     accelerator: str = "auto"
     devices: str = "auto"
     num_nodes: int = 1
@@ -128,7 +129,7 @@ class SRLightningModule(pl.LightningModule):
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
-        self.loss = build_loss(cfg.loss)
+        self.loss = build_loss(cfg.loss, cfg.lpips_backbone)
         self.strict_loading = False  # frozen loss networks are not stored in checkpoints
         self._forward = torch.compile(self.model) if cfg.compile else self.model
         self.__dict__["_st_lpips"] = None  # a metric, not a submodule: kept out of checkpoints

@@ -307,3 +307,12 @@ def test_one_step_with_degradations_channels_last_and_clipping(folders, tmp_path
                         channels_last=True, grad_clip=0.5, loss="l1+0.1*ssim", val_dirs=[]))  # fmt: skip
     ckpt = torch.load(result.last_checkpoint, weights_only=True)
     assert ckpt["global_step"] == 2
+
+
+def test_lpips_loss_takes_a_local_backbone_file(tmp_path):
+    import torchvision
+
+    trunk = torchvision.models.alexnet(weights=None)
+    torch.save(trunk.state_dict(), tmp_path / "alexnet.pth")
+    loss = build_loss("l1+0.1*lpips-alex", lpips_backbone=str(tmp_path / "alexnet.pth"))
+    assert torch.equal(loss.terms[1].distance.features[0].weight, trunk.features[0].weight)

@@ -18,11 +18,13 @@ from sr_tool.losses.pixel import CharbonnierLoss, L1Loss, L2Loss
 from sr_tool.losses.ssim import MSSSIML1Loss, MSSSIMLoss, SSIMLoss
 
 
-def _deep(kind: str, net: str) -> Callable[[], nn.Module]:
-    def make() -> nn.Module:
+def _deep(kind: str, net: str) -> Callable[..., nn.Module]:
+    def make(backbone_weights: str | None = None) -> nn.Module:
         from sr_tool.losses.deep import DeepFeatureLoss, load_lpips, load_st_lpips
 
-        return DeepFeatureLoss(load_st_lpips(net) if kind == "stlpips" else load_lpips(net))
+        if kind == "stlpips":
+            return DeepFeatureLoss(load_st_lpips(net))
+        return DeepFeatureLoss(load_lpips(net, backbone_weights=backbone_weights))
 
     return make
 
@@ -70,11 +72,13 @@ def parse_loss_spec(spec: str) -> list[tuple[float, str]]:
 class WeightedLoss(nn.Module):
     """Sum of weighted loss terms; ``last_terms`` holds the unweighted value of each (for logging)."""
 
-    def __init__(self, terms: list[tuple[float, str]]):
+    def __init__(self, terms: list[tuple[float, str]], lpips_backbone: str | None = None):
         super().__init__()
         self.weights = [w for w, _ in terms]
         self.names = [n for _, n in terms]
-        self.terms = nn.ModuleList(LOSSES[n]() for n in self.names)
+        self.terms = nn.ModuleList(
+            LOSSES[n](backbone_weights=lpips_backbone) if n.startswith("lpips-") else LOSSES[n]() for n in self.names
+        )
         self.last_terms: dict[str, torch.Tensor] = {}
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -87,5 +91,7 @@ class WeightedLoss(nn.Module):
         return total
 
 
-def build_loss(spec: str) -> WeightedLoss:
-    return WeightedLoss(parse_loss_spec(spec))
+def build_loss(spec: str, lpips_backbone: str | None = None) -> WeightedLoss:
+    """``lpips_backbone``: a local torchvision state dict for the LPIPS terms (default: torchvision's
+    ImageNet weights, fetched once and cached)."""
+    return WeightedLoss(parse_loss_spec(spec), lpips_backbone)
