@@ -66,21 +66,21 @@ def default_model() -> str:
     raise ModelNotFound(f"no built-in model is installed (looked for {', '.join(BUILTIN_MODELS)} in {shipped_models_dir()})")
 
 
-def resolve_model(model: str, scale: float) -> tuple[Path | None, int]:
-    """(ONNX path, native scale) for ``model`` at the requested ``scale``; (None, 1) for bicubic."""
+def resolve_model(model: str, scale: float) -> Path | None:
+    """The ONNX file for ``model`` at ``scale`` (a built-in's smallest scale >= ``scale``, else its
+    largest), or None for bicubic."""
     if model == BICUBIC:
-        return None, 1
+        return None
     if model in BUILTIN_MODELS:
         files = builtin_model_files(model)
         if not files:
             raise ModelNotFound(f"built-in model {model!r} is not installed (no {model}_x*.onnx in {shipped_models_dir()})")
         larger = [s for s in files if s >= scale]
-        native = min(larger) if larger else max(files)
-        return files[native], native
+        return files[min(larger) if larger else max(files)]
     path = Path(model)
     if not path.is_file():
         raise ModelNotFound(f"{model}: no such model; use {', '.join(BUILTIN_MODELS)}, {BICUBIC} or an .onnx path")
-    return path, 0  # scale read from the file by the engine
+    return path
 
 
 @dataclass
@@ -119,7 +119,7 @@ class Upscaler:
         if not scale > 0:
             raise ValueError(f"scale must be positive, got {scale}")
         self.scale = scale
-        self.model_path, native = resolve_model(model, scale)
+        self.model_path = resolve_model(model, scale)
         self.engine = None
         self.runner = None
         if self.model_path is None:

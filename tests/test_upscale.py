@@ -65,3 +65,21 @@ def test_tiled_upscaler_matches_untiled():
     whole = Upscaler(str(tiny_onnx(2)), 2, device="cpu", tiles=TileSettings(tile=512)).upscale(image)
     tiled = Upscaler(str(tiny_onnx(2)), 2, device="cpu", tiles=TileSettings(tile=48)).upscale(image)
     assert np.abs(whole.pixels.astype(int) - tiled.pixels.astype(int)).max() <= 1
+
+
+def test_builtin_names_resolve_to_the_nearest_larger_scale(tmp_path, monkeypatch):
+    import shutil
+
+    import sr_tool.upscale as upscale
+
+    for name, scale in [("pixel", 2), ("pixel", 4), ("msssim", 4)]:
+        shutil.copy(tiny_onnx(scale), tmp_path / f"{name}_x{scale}.onnx")
+    monkeypatch.setattr(upscale, "shipped_models_dir", lambda: tmp_path)
+    assert resolve_model("pixel", 2).name == "pixel_x2.onnx"
+    assert resolve_model("pixel", 1.5).name == "pixel_x2.onnx"
+    assert resolve_model("pixel", 3).name == "pixel_x4.onnx"
+    assert resolve_model("pixel", 8).name == "pixel_x4.onnx"  # largest; bicubic does the rest
+    assert upscale.default_model() == "msssim"  # perceptual is not installed here
+    with pytest.raises(ModelNotFound, match="'perceptual' is not installed"):
+        resolve_model("perceptual", 4)
+    assert [e["scale"] for e in upscale.list_builtin_models() if e["name"] == "pixel"] == [2, 4]
