@@ -16,12 +16,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from sr_tool.degrade import Degradation, degrade
-from sr_tool.image_io import ImageReadError, image_size, read_image
+from sr_tool.image_io import ImageReadError, LoadedImage, image_size, read_image
 from sr_tool.resize import imresize
 
 log = logging.getLogger(__name__)
@@ -44,18 +45,22 @@ def find_images(folders: Sequence[str | Path]) -> list[Path]:
     return files
 
 
-def _to_uint8_rgb(pixels: torch.Tensor) -> torch.Tensor:
-    """3xHxW uint8 (the cache format: a quarter of float32's memory)."""
-    if pixels.shape[1] == 1:
-        pixels = pixels.expand(-1, 3, -1, -1)
-    return (pixels[0] * 255).round_().to(torch.uint8)
+def _to_uint8_rgb(image: LoadedImage) -> torch.Tensor:
+    """3xHxW uint8 (the cache format: a quarter of float32's memory) from decoded samples."""
+    a = image.array
+    if a.dtype == np.uint16:
+        a = ((a.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    elif a.dtype != np.uint8:
+        a = np.floor(np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8)
+    if a.shape[2] == 1:
+        a = np.repeat(a, 3, axis=2)
+    return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
 
 
 @dataclass
 class _Source:
     path: Path
     lr_path: Path | None
-    size: tuple[int, int]  # (width, height)
 
 
 class HRCropDataset(Dataset):
@@ -99,16 +104,16 @@ class HRCropDataset(Dataset):
         # the set fits in ``cache_bytes`` (as uint8) it stays in memory, shared with forked workers.
         keep = sum(3 * w * h for _, w, h in readable) <= cache_bytes
         self.cache: list[tuple[torch.Tensor, torch.Tensor | None]] | None = [] if keep else None
-        for path, width, height in readable:
+        for path, _, _ in readable:
             try:
-                hr = _to_uint8_rgb(read_image(path).pixels)
+                hr = _to_uint8_rgb(read_image(path))
             except ImageReadError as err:
                 log.warning("skipping unreadable training image %s", err)
                 continue
             lr_path = _paired_lr(path, hr_folders, lr_folders, scale) if lr_folders else None
-            self.sources.append(_Source(path, lr_path, (width, height)))
+            self.sources.append(_Source(path, lr_path))
             if self.cache is not None:
-                self.cache.append((hr, _to_uint8_rgb(read_image(lr_path).pixels) if lr_path else None))
+                self.cache.append((hr, _to_uint8_rgb(read_image(lr_path)) if lr_path else None))
         if not files:
             raise DataError("no training images found (looked for " + ", ".join(sorted(IMAGE_SUFFIXES)) + ")")
         if not self.sources:
@@ -128,8 +133,8 @@ class HRCropDataset(Dataset):
         if self.cache is not None:
             return self.cache[k]
         source = self.sources[k]
-        hr = _to_uint8_rgb(read_image(source.path).pixels)
-        return hr, _to_uint8_rgb(read_image(source.lr_path).pixels) if source.lr_path else None
+        hr = _to_uint8_rgb(read_image(source.path))
+        return hr, _to_uint8_rgb(read_image(source.lr_path)) if source.lr_path else None
 
     def __getitem__(self, sample_id: int) -> dict[str, torch.Tensor]:
         rng = random.Random(self.seed * 1_000_003 + sample_id)
