@@ -147,13 +147,14 @@ def models() -> None:
     if not entries:
         typer.echo(f"no built-in models installed (expected {', '.join(BUILTIN_MODELS)})")
         return
-    typer.echo(f"{'name':<11} {'scale':>5} {'loss':<22} {'Set5 PSNR-Y':>11} {'params':>9}  file")
+    typer.echo(f"{'name':<11} {'scale':>5} {'loss':<22} {'val PSNR-Y':>11} {'params':>9} {'steps':>7}  file")
     for e in entries:
         card = e["card"]
         psnr = card.get("validation", {}).get("val/psnr_y")
         psnr_text = f"{psnr:.2f}" if isinstance(psnr, float) else "-"
         typer.echo(f"{e['name']:<11} x{e['scale']:<4} {card.get('loss', '?'):<22} {psnr_text:>11} "
-                   f"{card.get('parameters', 0):>9,}  {e['path']}")  # fmt: skip
+                   f"{card.get('parameters', 0):>9,} {card.get('steps', 0):>7}  {e['path']}")  # fmt: skip
+    typer.echo("val PSNR-Y: on the recipe's validation sets (Set5 + Set14), from the card; see README for benchmarks")
 
 
 @app.command(name="eval")
