@@ -3,22 +3,9 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-
 import numpy as np
 
 from sr_tool.image_io import ImageInfo, LoadedImage
-
-
-@dataclass
-class BenchRow:
-    model: str
-    engine: str
-    device: str
-    tile: int
-    input_size: tuple[int, int]  # (width, height)
-    seconds: float  # median per image
-    megapixels_per_s: float  # output megapixels per second
 
 
 def bench_upscaler(upscaler, *, width: int = 256, height: int = 256, repeats: int = 3) -> tuple[float, float]:
