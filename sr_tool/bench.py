@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+
 import numpy as np
 
 from sr_tool.image_io import ImageInfo, LoadedImage

@@ -43,3 +43,13 @@ def test_eval_cli_writes_csv_table_and_comparison(tmp_path, data_dir):
     assert all(float(r["psnr_y"]) > 10 and float(r["st_lpips"]) >= 0 for r in rows)
     picture = np.asarray(Image.open(tmp_path / "c.png"))
     assert picture.shape[1] == 3 * 80 + 2 * 4  # three 40 px crops at 2x zoom, with gaps
+
+
+def test_bench_cli_times_each_engine_and_tile():
+    result = runner.invoke(app, ["bench", "--model", str(tiny_onnx(2)), "-x", "2", "--device", "cpu", "--size", "40x30",
+                                 "--repeats", "1", "--tile", "0", "--tile", "64"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.output.splitlines() if line.startswith(str(tiny_onnx(2)))]
+    assert len(rows) == 4  # 2 tiles x 2 engines
+    assert any("onnxruntime" in r for r in rows) and any(" torch " in r for r in rows)
+    assert all(float(r.split()[5]) > 0 for r in rows)  # MP/s
