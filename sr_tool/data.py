@@ -182,7 +182,11 @@ class EpochSampler(Sampler[int]):
         self.epoch = epoch
 
     def __iter__(self):
-        return iter(range(self.epoch * self.n, (self.epoch + 1) * self.n))
+        epoch = self.epoch
+        # Next pass, next epoch, also where nobody calls set_epoch: Lightning's DDP sampler wrapper
+        # doesn't forward it. Where Lightning does call it (one process, resume), that value wins.
+        self.epoch += 1
+        return iter(range(epoch * self.n, (epoch + 1) * self.n))
 
     def __len__(self) -> int:
         return self.n

@@ -316,3 +316,12 @@ def test_lpips_loss_takes_a_local_backbone_file(tmp_path):
     torch.save(trunk.state_dict(), tmp_path / "alexnet.pth")
     loss = build_loss("l1+0.1*lpips-alex", lpips_backbone=str(tmp_path / "alexnet.pth"))
     assert torch.equal(loss.terms[1].distance.features[0].weight, trunk.features[0].weight)
+
+
+def test_epoch_sampler_moves_on_without_set_epoch():
+    from sr_tool.data import EpochSampler
+
+    sampler = EpochSampler(4)
+    assert list(sampler) == [0, 1, 2, 3] and list(sampler) == [4, 5, 6, 7]
+    sampler.set_epoch(5)
+    assert list(sampler) == [20, 21, 22, 23]
