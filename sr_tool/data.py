@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from sr_tool.degrade import Degradation, degrade
-from sr_tool.image_io import ImageReadError, LoadedImage, image_size, read_image
+from sr_tool.image_io import ImageReadError, LoadedImage, image_size, quantise, read_image
 from sr_tool.resize import imresize
 
 log = logging.getLogger(__name__)
@@ -47,11 +47,7 @@ def find_images(folders: Sequence[str | Path]) -> list[Path]:
 
 def _to_uint8_rgb(image: LoadedImage) -> torch.Tensor:
     """3xHxW uint8 (the cache format: a quarter of float32's memory) from decoded samples."""
-    a = image.array
-    if a.dtype == np.uint16:
-        a = ((a.astype(np.uint32) + 128) // 257).astype(np.uint8)
-    elif a.dtype != np.uint8:
-        a = np.floor(np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8)
+    a = quantise(image.array, np.uint8)
     if a.shape[2] == 1:
         a = np.repeat(a, 3, axis=2)
     return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from sr_tool.files import atomic_output
-from sr_tool.image_io import LoadedImage, read_image, write_image
+from sr_tool.image_io import LoadedImage, quantise, read_image, unit_float, write_image
 from sr_tool.metrics import deep_distance, ms_ssim_rgb, psnr_y, ssim_y
 from sr_tool.resize import imresize
 
@@ -66,7 +66,7 @@ def load_pairs(data_dir: str | Path, scale: int) -> list[Pair]:
 
 
 def _to_tensor(pixels: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(pixels.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
+    return torch.from_numpy(unit_float(pixels)).permute(2, 0, 1)[None]
 
 
 def evaluate(
@@ -94,7 +94,7 @@ def evaluate(
             if on_image:
                 on_image(name, pair.name)
             result = upscaler.upscale(pair.lr)
-            pixels = result.pixels if result.pixels.dtype == np.uint8 else np.floor(result.pixels / 257 + 0.5).astype(np.uint8)
+            pixels = quantise(result.pixels, np.uint8)
             outputs[name][pair.name] = pixels
             sr = _to_tensor(pixels)
             if sr.shape != pair.hr.shape:
@@ -145,7 +145,7 @@ def comparison_picture(
     model's output, side by side and labelled, enlarged ``zoom`` times with nearest neighbour."""
     from sr_tool.image_io import label_image
 
-    hr = (pair.hr[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+    hr = quantise(pair.hr[0].permute(1, 2, 0).numpy(), np.uint8)
     h, w = hr.shape[:2]
     if box is None:
         size = min(h, w, 128)

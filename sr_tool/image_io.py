@@ -93,7 +93,7 @@ class LoadedImage:
 
     def float_chw(self) -> np.ndarray:
         """float32 CxHxW array in [0, 1] (what inference engines take)."""
-        return _unit_float(self.array).transpose(2, 0, 1)
+        return unit_float(self.array).transpose(2, 0, 1)
 
     @property
     def is_gray(self) -> bool:
@@ -105,7 +105,8 @@ class LoadedImage:
         return self.array.shape[1], self.array.shape[0]
 
 
-def _unit_float(array: np.ndarray) -> np.ndarray:
+def unit_float(array: np.ndarray) -> np.ndarray:
+    """float32 samples in [0, 1] from uint8 / uint16 samples (float input is passed through)."""
     if array.dtype == np.uint8:
         return array.astype(np.float32) / 255.0
     if array.dtype == np.uint16:
@@ -116,7 +117,7 @@ def _unit_float(array: np.ndarray) -> np.ndarray:
 def _tensor(array: np.ndarray):
     import torch
 
-    return torch.from_numpy(np.ascontiguousarray(_unit_float(array).transpose(2, 0, 1)))[None]
+    return torch.from_numpy(np.ascontiguousarray(unit_float(array).transpose(2, 0, 1)))[None]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -306,9 +307,10 @@ def write_image(
     if color.shape[2] not in (1, 3):
         raise ValueError(f"pixels must have 1 or 3 channels, got shape {tuple(color.shape)}")
     sixteen = depth == 16 and (fmt == "PNG" or (fmt == "TIFF" and color.shape[2] == 1 and alpha is None))
-    planes = _quantise(color, sixteen)
+    sample = np.uint16 if sixteen else np.uint8
+    planes = quantise(color, sample)
     if alpha is not None and fmt != "JPEG":
-        a = _quantise(_channel_last(alpha).reshape(*color.shape[:2], 1), sixteen)
+        a = quantise(_channel_last(alpha).reshape(*color.shape[:2], 1), sample)
         planes = np.concatenate([planes, a], axis=2)
     del color
     try:
@@ -337,14 +339,16 @@ def _channel_last(pixels) -> np.ndarray:
     return pixels.detach().float().cpu().permute(1, 2, 0).numpy()
 
 
-def _quantise(planes: np.ndarray, sixteen: bool) -> np.ndarray:
-    """uint16 (``sixteen``) or uint8 samples from float [0, 1], uint8 or uint16 input."""
-    if planes.dtype == np.uint16:
-        return planes if sixteen else np.floor(planes / 257.0 + 0.5).astype(np.uint8)
-    if planes.dtype == np.uint8:
-        return planes.astype(np.uint16) * 257 if sixteen else planes
-    peak = 65535 if sixteen else 255
-    return np.floor(np.clip(planes, 0, 1) * peak + 0.5).astype(np.uint16 if sixteen else np.uint8)
+def quantise(planes: np.ndarray, dtype) -> np.ndarray:
+    """uint8 or uint16 samples (``dtype``) from float [0, 1], uint8 or uint16 input: rounded, clamped."""
+    if planes.dtype == dtype:
+        return planes
+    if planes.dtype == np.uint16:  # to uint8
+        return np.floor(planes / 257.0 + 0.5).astype(np.uint8)
+    if planes.dtype == np.uint8:  # to uint16
+        return planes.astype(np.uint16) * 257
+    peak = np.iinfo(dtype).max
+    return np.floor(np.clip(planes, 0, 1) * peak + 0.5).astype(dtype)
 
 
 def _save_options(fmt: str, info: ImageInfo, quality: int) -> dict:
@@ -387,7 +391,7 @@ def _write_png16(tmp: Path, planes: np.ndarray, info: ImageInfo) -> None:
 def jpeg_round_trip(pixels, quality: int):
     """Encode 1xCxHxW float pixels as JPEG in memory and decode them again (training degradations)."""
     buffer = io.BytesIO()
-    planes = _quantise(_channel_last(pixels), False)
+    planes = quantise(_channel_last(pixels), np.uint8)
     Image.fromarray(planes[:, :, 0] if planes.shape[2] == 1 else planes).save(buffer, format="JPEG", quality=quality)
     buffer.seek(0)
     with Image.open(buffer) as img:

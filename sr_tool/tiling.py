@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sr_tool.image_io import unit_float
+
 BatchFn = Callable[[np.ndarray], np.ndarray]
 
 
@@ -106,8 +108,7 @@ class TiledRunner:
 
     def _tile(self, image: np.ndarray, y: int, x: int, th: int, tw: int) -> np.ndarray:
         tile = image[y : y + th, x : x + tw].transpose(2, 0, 1)
-        if image.dtype.kind == "u":
-            tile = tile.astype(np.float32) / np.float32(np.iinfo(image.dtype).max)
+        tile = unit_float(tile)
         if tile.shape[0] == 1 and self.in_channels == 3:
             tile = np.repeat(tile, 3, axis=0)
         return tile

@@ -375,22 +375,25 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
         if data.val_set:
             hr = data.val_set[0]["hr"][None]
             parity_image = imresize(hr, 1 / cfg.scale, round_8bit=True)[..., :64, :64].contiguous()
-        result.onnx, result.card = export_checkpoint(source, out_dir / "model.onnx", parity_image=parity_image)
         result.model_pt = out_dir / "model.pt"
-        from sr_tool.archs import save_model
-
-        model = build_model(preset_config(cfg.preset, cfg.scale))
-        load_matching_weights(model, source)
-        save_model(model, result.model_pt, extra={"loss": cfg.loss})
+        result.onnx, result.card = export_checkpoint(
+            source, out_dir / "model.onnx", parity_image=parity_image, model_pt=result.model_pt
+        )
     return result
 
 
 def export_checkpoint(
-    checkpoint: str | Path, onnx_path: str | Path, *, fp16: bool = False, parity_image: torch.Tensor | None = None
+    checkpoint: str | Path,
+    onnx_path: str | Path,
+    *,
+    fp16: bool = False,
+    parity_image: torch.Tensor | None = None,
+    model_pt: str | Path | None = None,
 ) -> tuple[Path, Path]:
     """Export a training checkpoint's EMA weights to ONNX, with a JSON model card beside it
     (``<name>.json``): architecture, parameters, scale, loss, recipe, data, steps, hardware, wall
-    time, validation metrics. Returns (onnx path, card path)."""
+    time, validation metrics; also to ``model_pt`` (weights + config, for ``--init``) if given.
+    Returns (onnx path, card path)."""
     from sr_tool.export import export_onnx
     from sr_tool.files import atomic_output
 
@@ -403,6 +406,10 @@ def export_checkpoint(
     model = build_model(preset_config(cfg.preset, cfg.scale))
     load_matching_weights(model, checkpoint)
     steps = int(ckpt.get("global_step", 0))
+    if model_pt is not None:
+        from sr_tool.archs import save_model
+
+        save_model(model, model_pt, extra={"loss": cfg.loss})
     parity = export_onnx(model, onnx_path, loss=cfg.loss, fp16=fp16, parity_image=parity_image,
                          metadata={"steps": str(steps), "preset": cfg.preset})  # fmt: skip
     meta = ckpt.get("srtool_meta", {})

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from sr_tool.engine import auto_tile, make_engine
-from sr_tool.image_io import ImageInfo, LoadedImage, read_image, write_image
+from sr_tool.image_io import ImageInfo, LoadedImage, quantise, read_image, unit_float, write_image
 from sr_tool.tiling import TiledRunner
 
 BUILTIN_MODELS = ("pixel", "msssim", "perceptual")
@@ -159,13 +159,8 @@ class Upscaler:
                 pixels = np.floor(pixels.astype(np.float32).mean(axis=2, keepdims=True) + 0.5).astype(dtype)
         alpha = None
         if image.alpha_array is not None:
-            alpha = _resize(_unit_chw(image.alpha_array), out_h, out_w, dtype)
+            alpha = _resize(unit_float(image.alpha_array).transpose(2, 0, 1), out_h, out_w, dtype)
         return UpscaledImage(pixels=pixels, alpha=alpha, info=image.info)
-
-
-def _unit_chw(hwc: np.ndarray) -> np.ndarray:
-    peak = np.iinfo(hwc.dtype).max if hwc.dtype.kind == "u" else 1.0
-    return hwc.transpose(2, 0, 1).astype(np.float32) / peak
 
 
 def _resize(chw: np.ndarray, out_h: int, out_w: int, dtype) -> np.ndarray:
@@ -175,8 +170,7 @@ def _resize(chw: np.ndarray, out_h: int, out_w: int, dtype) -> np.ndarray:
     from sr_tool.resize import imresize
 
     t = imresize(torch.from_numpy(np.ascontiguousarray(chw))[None], size=(out_h, out_w))
-    hwc = t[0].permute(1, 2, 0).clamp_(0, 1).numpy()
-    return np.floor(hwc * np.iinfo(dtype).max + 0.5).astype(dtype)
+    return quantise(t[0].permute(1, 2, 0).numpy(), dtype)
 
 
 def upscale_file(
