@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from sr_tool.archs import build_model, preset_config
-from sr_tool.data import EpochSampler, HRCropDataset, find_images
+from sr_tool.data import EpochSampler, HRCropDataset, as_unit_float, find_images
 from sr_tool.losses import LOSSES, build_loss
 from sr_tool.resize import imresize
 from sr_tool.training import TrainConfig, lr_factor, train
@@ -66,7 +66,7 @@ def plain_steps_per_s(data: Path, steps: int) -> float:
     for step, batch in enumerate(loader):
         if step == WARMUP:
             start = time.perf_counter()
-        hr = batch["hr"]
+        hr = as_unit_float(batch)["hr"]
         lr = imresize(hr, 1 / 4, round_8bit=True)
         loss = loss_fn(model(lr), hr)
         optimizer.zero_grad()

@@ -307,6 +307,9 @@ def train(
     patch_size: int = typer.Option(None, help="HR crop size in pixels."),
     batch_size: int = typer.Option(None),
     max_steps: int = typer.Option(None),
+    time_budget: float = typer.Option(
+        None, "--time-budget", help="Wall seconds for this run: max-steps is fitted so the schedule ends in time."
+    ),
     steps_per_epoch: int = typer.Option(None, help="Validation and checkpoints every this many steps."),
     learning_rate: float = typer.Option(None, "--lr", help="Adam learning rate."),
     schedule: str = typer.Option(None, help="cosine, step or constant."),
@@ -327,6 +330,7 @@ def train(
     devices: str = typer.Option(None, help="Number of devices, or a list such as 0,1."),
     num_nodes: int = typer.Option(None),
     strategy: str = typer.Option(None, help="auto, ddp, ddp_spawn, ..."),
+    export: bool = typer.Option(None, "--export/--no-export", help="Export model.onnx + card at the end."),
 ) -> None:
     """Train an upscaler with Lightning; ends with model.onnx, its card model.json and model.pt in --out."""
     import logging
@@ -349,6 +353,7 @@ def train(
         "channels_last": channels_last, "compile": compile, "init": init, "resume": resume, "monitor": monitor,
         "seed": seed, "num_workers": num_workers, "degradations": degradations, "accelerator": accelerator,
         "devices": devices, "num_nodes": num_nodes, "strategy": strategy, "lpips_backbone": lpips_backbone,
+        "time_budget_s": time_budget, "export": export,
     }  # fmt: skip
     settings.update({k: v for k, v in overrides.items() if v is not None})
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")

@@ -63,8 +63,8 @@ class HRCropDataset(Dataset):
     """Random HR crops (with flips and 90-degree turns) from image files, one per index.
 
     Index ``i`` is a sample id (see :class:`EpochSampler`); the crop depends only on (seed, i).
-    Items are dicts with ``hr`` (3xPxP float in [0, 1]) and, with paired LR folders or degradations,
-    ``lr`` (3x(P/s)x(P/s)).
+    Items are dicts with ``hr`` (3xPxP uint8) and, with paired LR folders, ``lr`` (3x(P/s)x(P/s)
+    uint8) or, with degradations, ``lr`` as float in [0, 1]. :func:`as_unit_float` converts a batch.
     """
 
     def __init__(
@@ -146,10 +146,17 @@ class HRCropDataset(Dataset):
         flip, turns = rng.random() < 0.5, rng.randrange(4)
         for key, value in item.items():
             value = value.flip(-1) if flip else value
-            item[key] = torch.rot90(value, turns, dims=(1, 2)).float().div_(255).contiguous()
+            # Still uint8: a quarter of float32's bytes from the workers to the accelerator, where
+            # the LightningModule converts.
+            item[key] = torch.rot90(value, turns, dims=(1, 2)).contiguous()
         if self.degradation is not None and "lr" not in item:
-            item["lr"] = degrade(item["hr"], s, self.degradation, rng)
+            item["lr"] = degrade(item["hr"].float().div_(255), s, self.degradation, rng)
         return item
+
+
+def as_unit_float(batch: dict) -> dict:
+    """A batch with its uint8 tensors as float32 in [0, 1] (other entries unchanged)."""
+    return {k: v.float().div_(255) if torch.is_tensor(v) and v.dtype == torch.uint8 else v for k, v in batch.items()}
 
 
 def _paired_lr(hr_path: Path, hr_folders, lr_folders, scale: int) -> Path:

@@ -24,7 +24,7 @@ from torch import nn
 
 from sr_tool import __version__
 from sr_tool.archs import SRResNet, SRResNetConfig, build_model, load_model, parameter_count, preset_config
-from sr_tool.data import SRDataModule
+from sr_tool.data import SRDataModule, as_unit_float
 from sr_tool.degrade import Degradation
 from sr_tool.losses import build_loss, parse_loss_spec
 from sr_tool.metrics import deep_distance, ms_ssim_rgb, psnr_y, ssim_y
@@ -59,6 +59,7 @@ class TrainConfig:
     patch_size: int = 96  # HR crop, pixels
     batch_size: int = 16
     max_steps: int = 100_000
+    time_budget_s: float = 0.0  # wall seconds for the run, setup included: max_steps is fitted to it; 0 = off
     steps_per_epoch: int = 1000  # validation and checkpoints happen at epoch ends
     lr: float = 2e-4
     schedule: str = "cosine"
@@ -138,6 +139,7 @@ class SRLightningModule(pl.LightningModule):
 
     # -- data -------------------------------------------------------------------------------
     def on_after_batch_transfer(self, batch, dataloader_idx):
+        batch = as_unit_float(batch)
         # LR on the accelerator: the MATLAB bicubic with uint8 rounding, like the benchmark LR files.
         if "lr" not in batch:
             batch["lr"] = imresize(batch["hr"], 1 / self.cfg.scale, round_8bit=True)
@@ -149,7 +151,10 @@ class SRLightningModule(pl.LightningModule):
     # -- training ---------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
         sr = self._forward(batch["lr"])
-        loss = self.loss(sr.float(), batch["hr"].float())
+        # Losses in float32 even under mixed precision: SSIM's variances (E[x^2] - E[x]^2) and the
+        # deep-feature normalisation lose too much in bf16/fp16.
+        with torch.autocast(self.device.type, enabled=False):
+            loss = self.loss(sr.float(), batch["hr"].float())
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"the training loss is {loss.item()} at step {self.global_step}")
         self.log("train/loss", loss, prog_bar=True)
@@ -173,7 +178,8 @@ class SRLightningModule(pl.LightningModule):
     # -- validation -------------------------------------------------------------------------
     def validation_step(self, batch, batch_idx):
         s = self.cfg.scale
-        sr = self.ema(batch["lr"].float()).clamp(0, 1)
+        with torch.autocast(self.device.type, enabled=False):  # metrics of the float32 model that ships
+            sr = self.ema(batch["lr"].float()).clamp(0, 1)
         hr = batch["hr"].float()
         metrics = {"val/psnr_y": psnr_y(sr, hr, shave=s), "val/ssim_y": ssim_y(sr, hr, shave=s)}
         if min(hr.shape[-2:]) - 2 * s >= 11:
@@ -192,6 +198,20 @@ class SRLightningModule(pl.LightningModule):
     # -- checkpoints ------------------------------------------------------------------------
     def on_fit_start(self):
         self._fit_started = time.time()
+        self._cudnn_autotune(True)
+
+    def on_validation_start(self):
+        self._cudnn_autotune(False)  # whole images: every shape is new, tuning would cost more than it saves
+
+    def on_validation_end(self):
+        self._cudnn_autotune(True)
+
+    def on_fit_end(self):
+        self._cudnn_autotune(False)
+
+    def _cudnn_autotune(self, on: bool) -> None:
+        # Training crops all have one shape: cuDNN then picks its fastest kernels once.
+        torch.backends.cudnn.benchmark = on and self.device.type == "cuda"
 
     def on_save_checkpoint(self, checkpoint):
         datamodule = getattr(self.trainer, "datamodule", None)
@@ -217,6 +237,53 @@ class SRLightningModule(pl.LightningModule):
             random.setstate(rng["python"])
             if "cuda" in rng and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+class TimeBudget(pl.Callback):
+    """Fits ``max_steps`` to a wall-time budget, so that the learning-rate schedule runs to its end.
+
+    The fitted value is a whole number of epochs (the nearest to the budget), never below the end of
+    the epoch in progress.
+    The step rate is measured once early (after ``warmup`` steps, over ``calibrate`` steps) and again
+    at every epoch end, over everything since: validation and checkpoint time are then included.
+    ``max_steps`` is only ever lowered from the configured value, which stays the cap.
+    """
+
+    def __init__(self, seconds: float, started: float, *, warmup: int = 20, calibrate: int = 100, margin=0.03):
+        self.deadline = started + seconds * (1 - margin)
+        self.warmup, self.calibrate = warmup, calibrate
+        self.cap: int | None = None
+        self._t0: float | None = None
+        self._step0 = 0
+
+    def on_train_start(self, trainer, pl_module):
+        self.cap = pl_module.cfg.max_steps
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        step = trainer.global_step
+        if self._t0 is None and step >= self._step0 + self.warmup:
+            self._t0, self._step0 = time.time(), step
+        elif self._t0 is not None and step == self._step0 + self.calibrate:
+            self._fit(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if self._t0 is not None and trainer.global_step > self._step0:
+            self._fit(trainer, pl_module)
+
+    def _fit(self, trainer, pl_module) -> None:
+        now, step = time.time(), trainer.global_step
+        rate = (step - self._step0) / max(now - self._t0, 1e-6)
+        # Whole epochs: the last step then ends an epoch, so it is validated and checkpointed.
+        spe = pl_module.cfg.steps_per_epoch
+        epochs = max(math.ceil(step / spe), round((step + rate * (self.deadline - now)) / spe))
+        fitted = min(self.cap, epochs * spe)
+        fitted = trainer.strategy.broadcast(fitted, src=0)  # every process stops at the same step
+        cfg = pl_module.cfg
+        cfg.max_steps = fitted  # lr_factor reads it: the cosine now ends at the fitted step
+        pl_module.hparams["train_config"]["max_steps"] = fitted  # the checkpoint and card record it
+        trainer.fit_loop.epoch_loop.max_steps = fitted
+        trainer.fit_loop.max_epochs = math.ceil(fitted / cfg.steps_per_epoch)
+        log.info("time budget: %.1f steps/s, max_steps fitted to %d", rate, fitted)
 
 
 def _as_epoch_boundary(checkpoint: dict) -> None:
@@ -303,6 +370,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
     from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 
     start = time.time()
+    cfg = copy.deepcopy(cfg)  # a time budget refits max_steps; the caller's config stays as given
     out_dir = Path(cfg.out_dir)
     ckpt_dir = out_dir / "checkpoints"
     last = ckpt_dir / "last.ckpt"
@@ -324,20 +392,22 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
         degradation=Degradation() if cfg.degradations else None,
     )
     data.setup("fit")  # data errors surface here, before any process is spawned
+    callbacks = list(callbacks or [])
+    if cfg.time_budget_s > 0:
+        callbacks.append(TimeBudget(cfg.time_budget_s, start))
     module = SRLightningModule(cfg)
     monitor = f"val/{cfg.monitor}" if cfg.val_dirs else None
-    checkpoint = ModelCheckpoint(
-        dirpath=str(ckpt_dir),
-        filename="best-{step}",
-        monitor=monitor,
-        mode=MONITORS[cfg.monitor],
-        save_top_k=1 if monitor else 0,
-        save_last=True,
-        auto_insert_metric_name=False,
-        # At the epoch's end, after its validation: a clean epoch boundary that resumes exactly
-        # (a save at validation end looks mid-epoch to Lightning's loop restore).
-        save_on_train_epoch_end=True,
-    )
+    # Both at the epoch's end, after its validation: a clean epoch boundary that resumes exactly
+    # (a save at validation end looks mid-epoch to Lightning's loop restore). Two callbacks because
+    # Lightning 2.6 writes save_last=True's file only when a top-k file was written at that step.
+    latest = ModelCheckpoint(dirpath=str(ckpt_dir), filename="last", save_top_k=1, enable_version_counter=False,
+                             save_on_train_epoch_end=True)  # fmt: skip
+    checkpoints = [latest]
+    if monitor:
+        best_checkpoint = ModelCheckpoint(dirpath=str(ckpt_dir), filename="best-{step}", monitor=monitor,
+                                          mode=MONITORS[cfg.monitor], save_top_k=1, auto_insert_metric_name=False,
+                                          save_on_train_epoch_end=True)  # fmt: skip
+        checkpoints.append(best_checkpoint)
     trainer = pl.Trainer(
         max_steps=cfg.max_steps,
         max_epochs=math.ceil(cfg.max_steps / cfg.steps_per_epoch),
@@ -348,7 +418,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
         precision=_precision(cfg),
         gradient_clip_val=cfg.grad_clip or None,
         logger=_loggers(out_dir),
-        callbacks=[checkpoint, LearningRateMonitor(logging_interval="step"), *(callbacks or [])],
+        callbacks=[*checkpoints, LearningRateMonitor(logging_interval="step"), *callbacks],
         default_root_dir=str(out_dir),
         num_sanity_val_steps=0,
         log_every_n_steps=min(50, cfg.steps_per_epoch),
@@ -363,7 +433,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
         kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was saved yet"
         raise TrainingError(f"{err}; training stopped, {kept}") from None
 
-    best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else None
+    best = Path(checkpoints[-1].best_model_path) if monitor and checkpoints[-1].best_model_path else None
     result = TrainResult(out_dir, best, last if last.is_file() else None, None, None, None, {})
     source = best if best and best.is_file() else result.last_checkpoint
     if not trainer.is_global_zero or source is None:
@@ -380,6 +450,23 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
             source, out_dir / "model.onnx", parity_image=parity_image, model_pt=result.model_pt
         )
     return result
+
+
+def slim_checkpoint(checkpoint: str | Path, dest: str | Path) -> Path:
+    """Write a copy of a training checkpoint with only what export and ``--init`` read: the EMA
+    weights, training config, step, hardware/time record and validation metrics (no optimiser
+    state, no raw weights: about a quarter of the size). It cannot be resumed from."""
+    from sr_tool.files import atomic_output
+
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    if "train_config" not in ckpt.get("hyper_parameters", {}):
+        raise TrainingError(f"{checkpoint}: not an srtool training checkpoint (no train_config)")
+    keep = ("hyper_parameters", "global_step", "epoch", "srtool_meta", "srtool_val")
+    slim = {key: ckpt[key] for key in keep if key in ckpt}
+    slim["state_dict"] = {k: v for k, v in ckpt["state_dict"].items() if k.startswith("ema.")}
+    with atomic_output(Path(dest)) as tmp:
+        torch.save(slim, tmp)
+    return Path(dest)
 
 
 def export_checkpoint(

@@ -8,12 +8,19 @@ import pytorch_lightning as pl
 import torch
 
 from sr_tool.archs import build_model, load_model, preset_config, save_model
-from sr_tool.data import DataError, HRCropDataset, find_images
+from sr_tool.data import DataError, HRCropDataset, as_unit_float, find_images
 from sr_tool.image_io import read_image
 from sr_tool.losses import LOSSES, LossSpecError, build_loss, parse_loss_spec
 from sr_tool.metrics import psnr_y
 from sr_tool.resize import imresize
-from sr_tool.training import TrainConfig, TrainingError, load_matching_weights, lr_factor, train
+from sr_tool.training import (
+    TrainConfig,
+    TrainingError,
+    load_matching_weights,
+    lr_factor,
+    slim_checkpoint,
+    train,
+)
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +120,19 @@ def test_resume_is_exact(folders, tmp_path):
     adam_a, adam_b = a["optimizer_states"][0]["state"][0], b["optimizer_states"][0]["state"][0]
     assert torch.allclose(adam_a["exp_avg_sq"], adam_b["exp_avg_sq"]) and adam_a["step"] == adam_b["step"]
     assert a["lr_schedulers"][0]["last_epoch"] == b["lr_schedulers"][0]["last_epoch"] == 20
+
+
+def test_time_budget_fits_whole_epochs_and_the_schedule(folders, tmp_path):
+    cfg = _cfg(folders, tmp_path / "run", max_steps=100_000, steps_per_epoch=10, time_budget_s=5)
+    result = train(cfg)
+    ckpt = torch.load(result.last_checkpoint, map_location="cpu", weights_only=True)
+    steps, fitted = ckpt["global_step"], ckpt["hyper_parameters"]["train_config"]["max_steps"]
+    print(f"5 s budget: {steps} steps")
+    assert steps == fitted and steps % 10 == 0 and 10 <= steps < 100_000  # stopped at a fitted epoch end
+    assert "val/psnr_y" in result.metrics  # ... so the last step was validated
+    last_lr = ckpt["lr_schedulers"][0]["_last_lr"][0]
+    assert last_lr < 0.05 * cfg.lr  # the cosine ran to its end at the fitted step, not at 100,000
+    assert cfg.max_steps == 100_000  # the caller's config is left as given
 
 
 def test_resume_without_checkpoint_is_a_clear_error(folders, tmp_path):
@@ -230,6 +250,7 @@ def test_export_cli_from_checkpoint_and_model_file(folders, tmp_path):
 
     from sr_tool.cli import app
     from sr_tool.engine import OnnxEngine
+    from sr_tool.export import model_from_onnx
 
     train(_cfg(folders, tmp_path / "run", max_steps=10))
     runner = CliRunner()
@@ -241,6 +262,18 @@ def test_export_cli_from_checkpoint_and_model_file(folders, tmp_path):
     assert "CPU" in card["hardware"] and card["wall_time_s"] > 0 and "val/psnr_y" in card["validation"]
     assert card["export_parity"]["max_abs_diff"] <= 1e-4 and card["export_parity"]["image_shape"] == [1, 3, 96, 96]
     assert OnnxEngine(tmp_path / "m.onnx", "cpu").scale == 2
+
+    # A slim checkpoint (EMA weights and records only) exports to the same model and card.
+    slim = slim_checkpoint(tmp_path / "run/checkpoints/last.ckpt", tmp_path / "slim.ckpt")
+    assert slim.stat().st_size < (tmp_path / "run/checkpoints/last.ckpt").stat().st_size / 2
+    result = runner.invoke(app, ["export", str(slim), "-o", str(tmp_path / "s.onnx"),
+                                 "--parity-image", str(folders / "val" / "bird.png")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    slim_card = json.loads((tmp_path / "s.json").read_text())
+    for key in ("steps", "wall_time_s", "hardware", "validation", "config", "export_parity"):
+        assert slim_card[key] == card[key]
+    lr = torch.rand(1, 3, 20, 24)
+    assert torch.equal(model_from_onnx(tmp_path / "s.onnx")(lr), model_from_onnx(tmp_path / "m.onnx")(lr))
 
     save_model(build_model(preset_config("srresnet-tiny", 3)), tmp_path / "m.pt", extra={"loss": "msssim"})
     result = runner.invoke(app, ["export", str(tmp_path / "m.pt"), "-o", str(tmp_path / "p.onnx"), "--fp16"])
@@ -257,7 +290,7 @@ def test_shipped_recipes_are_valid_configs():
     assert {p.stem for p in recipes} >= {"pixel_x4", "pixel_x2", "msssim_x4", "msssim_x2", "perceptual_x4", "perceptual_x2"}
     for path in recipes:
         cfg = TrainConfig.from_dict(yaml.safe_load(path.read_text()))
-        assert cfg.preset == "srresnet-light" and path.stem.endswith(f"_x{cfg.scale}")
+        assert cfg.preset == "srresnet" and path.stem.endswith(f"_x{cfg.scale}")
 
 
 def test_paired_lr_folders_give_aligned_crops(folders, tmp_path):
@@ -275,6 +308,8 @@ def test_paired_lr_folders_give_aligned_crops(folders, tmp_path):
                        lr_folders=[lr_dir], hr_folders=[hr_dir])  # fmt: skip
     for i in range(4):
         item = ds[i]
+        assert item["hr"].dtype == item["lr"].dtype == torch.uint8  # converted on the accelerator
+        item = as_unit_float(item)
         assert item["hr"].shape == (3, 32, 32) and item["lr"].shape == (3, 16, 16)
         inner = (imresize(item["hr"][None], 0.5, round_8bit=True)[0] - item["lr"])[:, 3:-3, 3:-3]
         # Lines up: a one-pixel shift would give errors of many levels. The few-level differences

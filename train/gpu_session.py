@@ -1,0 +1,125 @@
+"""Train all six shipped models in one short session on one GPU machine (about 8 minutes).
+
+Runs the recipes of train/recipes/ in three stages, each model with a wall-time budget to which
+srtool fits its step count (``--time-budget``), so the learning-rate schedules end in time:
+
+    1. pixel_x4                                  (alone: the long run)
+    2. pixel_x2, msssim_x4, perceptual_x4        (side by side; all start from pixel_x4)
+    3. msssim_x2, perceptual_x2                  (side by side; start from pixel_x2)
+
+After each model it writes ``OUT/<name>.ckpt`` (a slim checkpoint: EMA weights, config, step,
+hardware, wall time, validation metrics; ~6 MB) and refreshes ``OUT/logs.tar.gz`` (every log and
+``summary.json``), so a session cut short still returns what finished. Export afterwards with
+``srtool export OUT/<name>.ckpt -o models/<name>.onnx --parity-image examples/zebra.png``.
+
+The data comes packed by train/pack_data.py (``PACK/train``, ``PACK/val/Set5``, ``PACK/val/Set14``);
+``PACK/site`` goes on PYTHONPATH (stlpips-pytorch's AlexNet weight file, pypng). A CPU dry run
+of the whole chain, seconds per model:
+
+    python train/gpu_session.py --pack gpu_pack --out /tmp/gpu-out --time-scale 0.1 \\
+        --extra "--accelerator cpu --preset srresnet-tiny --batch-size 4 --patch-size 48 --num-workers 1"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+# (model, model it starts from, wall seconds, data workers); models of a stage run side by side.
+STAGES = [
+    [("pixel_x4", None, 270, 12)],
+    [("pixel_x2", "pixel_x4", 110, 4), ("msssim_x4", "pixel_x4", 110, 4), ("perceptual_x4", "pixel_x4", 110, 4)],
+    [("msssim_x2", "pixel_x2", 80, 6), ("perceptual_x2", "pixel_x2", 80, 6)],
+]
+GRACE_S = 45  # process start, data decoding, the last validation and checkpoint
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pack", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/srtool-gpu-session"))
+    parser.add_argument("--time-scale", type=float, default=1.0, help="multiplies every budget (dry runs)")
+    parser.add_argument("--extra", default="", help="extra `srtool train` options for every model")
+    parser.add_argument("--only", nargs="*", help="run just these models (their parents must be in OUT)")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.work.mkdir(parents=True, exist_ok=True)
+    pack = args.pack.resolve()
+    paths = [str(REPO), str(pack / "site")]
+    sys.path[:0] = paths  # for slim_checkpoint here
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")]))
+    summary = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "models": {}}
+    for stage in STAGES:
+        jobs = []
+        for name, parent, budget, workers in stage:
+            if args.only and name not in args.only:
+                continue
+            init = args.out / f"{parent}.ckpt" if parent else None
+            if parent and not init.is_file():
+                summary["models"][name] = {"status": f"skipped: {parent} did not finish"}
+                continue
+            budget *= args.time_scale
+            cmd = [
+                sys.executable, "-m", "sr_tool", "train",
+                "--config", str(REPO / "train" / "recipes" / f"{name}.yaml"),
+                "--data", str(pack / "train"), "--val", str(pack / "val" / "Set5"), "--val", str(pack / "val" / "Set14"),
+                "--out", str(args.work / name), "--time-budget", f"{budget:.0f}", "--num-workers", str(workers),
+                "--no-export", *(["--init", str(init)] if init else []), *shlex.split(args.extra),
+            ]  # fmt: skip
+            log = open(args.work / f"{name}.log", "w")
+            log.write(" ".join(cmd) + "\n\n")
+            log.flush()
+            proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+            jobs.append((name, proc, log, time.time(), budget))
+        for name, proc, log, started, budget in jobs:
+            try:
+                rc = proc.wait(timeout=max(1.0, started + budget + GRACE_S - time.time()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                rc = "killed: over budget"
+            log.close()
+            summary["models"][name] = _collect(name, rc, time.time() - started, args)
+        _write_logs(summary, args)
+
+
+def _collect(name: str, rc, seconds: float, args) -> dict:
+    """Slim the best checkpoint of a finished (or killed) run into OUT/<name>.ckpt."""
+    from sr_tool.training import slim_checkpoint
+
+    ckpts = args.work / name / "checkpoints"
+    best = sorted(ckpts.glob("best-*.ckpt")) or sorted(ckpts.glob("last.ckpt"))
+    info = {"returncode": rc, "wall_s": round(seconds, 1)}
+    if not best:
+        return {**info, "status": "no checkpoint"}
+    slim_checkpoint(best[-1], args.out / f"{name}.ckpt")
+    import torch
+
+    ckpt = torch.load(args.out / f"{name}.ckpt", map_location="cpu", weights_only=True)
+    return {**info, "status": "ok", "checkpoint": best[-1].name, "step": ckpt.get("global_step"),
+            "max_steps": ckpt["hyper_parameters"]["train_config"]["max_steps"], "val": ckpt.get("srtool_val")}  # fmt: skip
+
+
+def _write_logs(summary: dict, args) -> None:
+    (args.work / "summary.json").write_text(json.dumps(summary, indent=2))
+    tmp = args.out / "logs.tar.gz.partial"
+    with tarfile.open(tmp, "w:gz") as tar:
+        tar.add(args.work / "summary.json", arcname="summary.json")
+        for path in sorted(args.work.glob("*.log")):
+            tar.add(path, arcname=path.name)
+        for path in sorted(args.work.glob("*/logs/*/metrics.csv")):
+            tar.add(path, arcname=str(path.relative_to(args.work)))
+    tmp.replace(args.out / "logs.tar.gz")
+
+
+if __name__ == "__main__":
+    main()
