@@ -166,7 +166,9 @@ def evaluate_models(
     compare: str = typer.Option(None, "--compare", help="Write the same crop from each model side by side here."),
     compare_image: str = typer.Option(None, help="Which image to crop for --compare (stem); default the first."),
     crop: str = typer.Option(None, help="Crop for --compare as x,y,size in HR pixels; default centred 128."),
-    metrics: str = typer.Option("psnr_y,ssim_y,ms_ssim,st_lpips", help="Comma-separated metrics."),
+    metrics: str = typer.Option(
+        "psnr_y,ssim_y,ms_ssim,st_lpips", help="Comma-separated metrics; st_lpips_vgg on request."
+    ),
     device: str = typer.Option("auto"),
     engine: str = typer.Option("onnxruntime"),
 ) -> None:
@@ -191,10 +193,12 @@ def evaluate_models(
     write_csv(rows, csv_file)
     table = summarise(rows)
     typer.echo(f"{data_name} x{scale}, {len(pairs)} images (per-image values: {csv_file})")
-    typer.echo(f"{'model':<24} {'PSNR-Y':>7} {'SSIM-Y':>7} {'MS-SSIM':>8} {'ST-LPIPS':>9}")
+    columns = [("psnr_y", "PSNR-Y", 7, 2), ("ssim_y", "SSIM-Y", 7, 4), ("ms_ssim", "MS-SSIM", 8, 4),
+               ("st_lpips", "ST-LPIPS", 9, 4), ("st_lpips_vgg", "ST-LPIPS-VGG", 13, 4)]  # fmt: skip
+    columns = [c for c in columns if c[0] != "st_lpips_vgg" or any(m[c[0]] is not None for m in table.values())]
+    typer.echo(f"{'model':<24} " + " ".join(f"{title:>{w}}" for _, title, w, _ in columns))
     for name, means in table.items():
-        cells = [f"{means[k]:{w}.{d}f}" if means[k] is not None else f"{'-':>{w}}"
-                 for k, w, d in (("psnr_y", 7, 2), ("ssim_y", 7, 4), ("ms_ssim", 8, 4), ("st_lpips", 9, 4))]  # fmt: skip
+        cells = [f"{means[k]:{w}.{d}f}" if means[k] is not None else f"{'-':>{w}}" for k, _, w, d in columns]
         typer.echo(f"{name:<24} " + " ".join(cells))
     if compare:
         pair = next((p for p in pairs if p.name == compare_image), None) if compare_image else pairs[0]

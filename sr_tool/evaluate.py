@@ -21,7 +21,11 @@ from sr_tool.image_io import LoadedImage, quantise, read_image, unit_float, writ
 from sr_tool.metrics import deep_distance, ms_ssim_rgb, psnr_y, ssim_y
 from sr_tool.resize import imresize
 
-METRICS = ("psnr_y", "ssim_y", "ms_ssim", "st_lpips")
+METRICS = ("psnr_y", "ssim_y", "ms_ssim", "st_lpips", "st_lpips_vgg")
+# st_lpips is AlexNet ST-LPIPS (the usual metric); st_lpips_vgg, on request, is a second deep-feature
+# judge for models trained on the AlexNet one (srtool's perceptual models are).
+DEFAULT_METRICS = METRICS[:4]
+_DEEP = {"st_lpips": "alex", "st_lpips_vgg": "vgg"}
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
@@ -40,6 +44,7 @@ class EvalRow:
     ssim_y: float
     ms_ssim: float | None
     st_lpips: float | None
+    st_lpips_vgg: float | None = None
 
 
 def load_pairs(data_dir: str | Path, scale: int) -> list[Pair]:
@@ -74,7 +79,7 @@ def evaluate(
     pairs: Sequence[Pair],
     scale: int,
     *,
-    metrics: Sequence[str] = METRICS,
+    metrics: Sequence[str] = DEFAULT_METRICS,
     on_image: Callable[[str, str], None] | None = None,
 ) -> tuple[list[EvalRow], dict[str, dict[str, np.ndarray]]]:
     """Score each upscaler (name -> Upscaler) on each pair. Returns the rows and the 8-bit outputs
@@ -82,11 +87,9 @@ def evaluate(
     unknown = set(metrics) - set(METRICS)
     if unknown:
         raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {', '.join(METRICS)}")
-    distance = None
-    if "st_lpips" in metrics:
-        from sr_tool.losses.deep import load_st_lpips
+    from sr_tool.losses.deep import load_st_lpips
 
-        distance = load_st_lpips("alex")
+    distances = {metric: load_st_lpips(net) for metric, net in _DEEP.items() if metric in metrics}
     rows, outputs = [], {}
     for name, upscaler in upscalers.items():
         outputs[name] = {}
@@ -100,6 +103,7 @@ def evaluate(
             if sr.shape != pair.hr.shape:
                 raise ValueError(f"{name} on {pair.name}: output {tuple(sr.shape)} but HR {tuple(pair.hr.shape)}")
             scored_side = min(sr.shape[-2:]) - 2 * scale
+            deep = {metric: float(deep_distance(sr, pair.hr, d, scale)) for metric, d in distances.items()}
             rows.append(
                 EvalRow(
                     model=name,
@@ -107,7 +111,8 @@ def evaluate(
                     psnr_y=float(psnr_y(sr, pair.hr, scale)),
                     ssim_y=float(ssim_y(sr, pair.hr, scale)),
                     ms_ssim=float(ms_ssim_rgb(sr, pair.hr, scale)) if "ms_ssim" in metrics and scored_side >= 11 else None,
-                    st_lpips=float(deep_distance(sr, pair.hr, distance, scale)) if distance is not None else None,
+                    st_lpips=deep.get("st_lpips"),
+                    st_lpips_vgg=deep.get("st_lpips_vgg"),
                 )
             )
     return rows, outputs

@@ -41,8 +41,16 @@ def test_eval_cli_writes_csv_table_and_comparison(tmp_path, data_dir):
     rows = list(csv.DictReader(open(tmp_path / "e.csv")))
     assert len(rows) == 4 and {r["model"] for r in rows} == {"bicubic", "tiny_x2_0"}
     assert all(float(r["psnr_y"]) > 10 and float(r["st_lpips"]) >= 0 for r in rows)
+    assert all(r["st_lpips_vgg"] == "" for r in rows) and "ST-LPIPS-VGG" not in result.output  # on request only
     picture = np.asarray(Image.open(tmp_path / "c.png"))
     assert picture.shape[1] == 3 * 80 + 2 * 4  # three 40 px crops at 2x zoom, with gaps
+
+    result = runner.invoke(app, ["eval", "--model", str(tiny_onnx(2)), "--data", str(folder), "-x", "2", "--csv",
+                                 str(tmp_path / "v.csv"), "--metrics", "psnr_y,st_lpips_vgg", "--device", "cpu"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "ST-LPIPS-VGG" in result.output
+    rows = list(csv.DictReader(open(tmp_path / "v.csv")))
+    assert all(float(r["st_lpips_vgg"]) >= 0 and r["st_lpips"] == "" and r["ssim_y"] for r in rows)
 
 
 def test_bench_cli_times_each_engine_and_tile():

@@ -69,10 +69,10 @@ def main() -> None:
                 summary["models"][name] = {"status": f"skipped: {parent} did not finish"}
                 continue
             budget *= args.time_scale
+            data = Path(os.path.relpath(pack, REPO))  # paths as the cards will record them
             cmd = [
-                sys.executable, "-m", "sr_tool", "train",
-                "--config", str(REPO / "train" / "recipes" / f"{name}.yaml"),
-                "--data", str(pack / "train"), "--val", str(pack / "val" / "Set5"), "--val", str(pack / "val" / "Set14"),
+                sys.executable, "-m", "sr_tool", "train", "--config", f"train/recipes/{name}.yaml",
+                "--data", str(data / "train"), "--val", str(data / "val" / "Set5"), "--val", str(data / "val" / "Set14"),
                 "--out", str(args.work / name), "--time-budget", f"{budget:.0f}", "--num-workers", str(workers),
                 "--no-export", *(["--init", str(init)] if init else []), *shlex.split(args.extra),
             ]  # fmt: skip

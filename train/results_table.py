@@ -1,0 +1,86 @@
+"""The README results table and the model cards' benchmark numbers, from `srtool eval` CSV files.
+
+    for x in 2 4; do for s in Set5 Set14 BSD100; do
+      srtool eval -m pixel -m msssim -m perceptual --data ../shared/data/$s -x $x \\
+          --metrics psnr_y,ssim_y,ms_ssim,st_lpips,st_lpips_vgg --csv evals/eval_${s}_x$x.csv
+    done; done
+    python train/results_table.py evals --cards models
+
+Prints a Markdown table (means over each set's images, as `srtool eval` prints them) and, with
+``--cards``, writes them into the cards of the shipped models (``<name>_x<s>.json``: ``benchmarks``),
+with the command that produced them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+
+SETS = ("Set5", "Set14", "BSD100")
+COLUMNS = {"psnr_y": ("PSNR-Y", 2), "ssim_y": ("SSIM-Y", 4), "ms_ssim": ("MS-SSIM", 4), "st_lpips": ("ST-LPIPS", 4),
+           "st_lpips_vgg": ("ST-LPIPS (VGG)", 4)}  # fmt: skip
+COMMAND = "srtool eval -m pixel -m msssim -m perceptual --data ../shared/data/{set} -x {scale} --metrics {metrics}"
+
+
+def read_means(folder: Path) -> dict[tuple[str, int], dict[str, dict[str, float]]]:
+    """(set, scale) -> model -> metric -> mean, from eval_<set>_x<scale>.csv files."""
+    results = {}
+    for path in sorted(folder.glob("eval_*_x*.csv")):
+        match = re.fullmatch(r"eval_(.+)_x(\d+)\.csv", path.name)
+        values: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        for row in csv.DictReader(open(path)):
+            for metric in COLUMNS:
+                if row.get(metric):
+                    values[row["model"]][metric].append(float(row[metric]))
+        results[(match[1], int(match[2]))] = {
+            model: {metric: sum(v) / len(v) for metric, v in metrics.items()} for model, metrics in values.items()
+        }
+    return results
+
+
+def markdown(results) -> str:
+    metrics = [m for m in COLUMNS if any(m in row for table in results.values() for row in table.values())]
+    lines = ["| set | scale | model | " + " | ".join(COLUMNS[m][0] for m in metrics) + " |",
+             "| --- | --- | --- |" + " --- |" * len(metrics)]  # fmt: skip
+    order = sorted(results, key=lambda k: (SETS.index(k[0]) if k[0] in SETS else 99, k[1]))
+    for set_name, scale in order:
+        for model, means in results[(set_name, scale)].items():
+            cells = [f"{means[m]:.{COLUMNS[m][1]}f}" if m in means else "-" for m in metrics]
+            lines.append(f"| {set_name} | x{scale} | {model} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_cards(results, cards: Path) -> list[Path]:
+    written = []
+    for (set_name, scale), table in results.items():
+        for model, means in table.items():
+            card_path = cards / f"{model}_x{scale}.json"
+            if model == "bicubic" or not card_path.is_file():
+                continue
+            card = json.loads(card_path.read_text())
+            command = COMMAND.format(set=set_name, scale=scale, metrics=",".join(means))
+            card.setdefault("benchmarks", {})[set_name] = {**{m: round(v, 4) for m, v in means.items()},
+                                                           "command": command}  # fmt: skip
+            card_path.write_text(json.dumps(card, indent=2) + "\n")
+            written.append(card_path)
+    return sorted(set(written))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder", type=Path, help="folder of eval_<set>_x<scale>.csv files")
+    parser.add_argument("--cards", type=Path, help="folder of model cards to update (models/)")
+    args = parser.parse_args()
+    results = read_means(args.folder)
+    print(markdown(results))
+    if args.cards:
+        for path in write_cards(results, args.cards):
+            print(f"updated {path}")
+
+
+if __name__ == "__main__":
+    main()
