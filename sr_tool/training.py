@@ -249,8 +249,9 @@ class TimeBudget(pl.Callback):
     ``max_steps`` is only ever lowered from the configured value, which stays the cap.
     """
 
-    def __init__(self, seconds: float, started: float, *, warmup: int = 20, calibrate: int = 100, margin=0.03):
-        self.deadline = started + seconds * (1 - margin)
+    def __init__(self, seconds: float, *, warmup: int = 20, calibrate: int = 100, margin: float = 0.03, clock=time.monotonic):
+        self.clock = clock
+        self.deadline = clock() + seconds * (1 - margin)  # the budget starts now
         self.warmup, self.calibrate = warmup, calibrate
         self.cap: int | None = None
         self._t0: float | None = None
@@ -262,7 +263,7 @@ class TimeBudget(pl.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         step = trainer.global_step
         if self._t0 is None and step >= self._step0 + self.warmup:
-            self._t0, self._step0 = time.time(), step
+            self._t0, self._step0 = self.clock(), step
         elif self._t0 is not None and step == self._step0 + self.calibrate:
             self._fit(trainer, pl_module)
 
@@ -271,7 +272,7 @@ class TimeBudget(pl.Callback):
             self._fit(trainer, pl_module)
 
     def _fit(self, trainer, pl_module) -> None:
-        now, step = time.time(), trainer.global_step
+        now, step = self.clock(), trainer.global_step
         rate = (step - self._step0) / max(now - self._t0, 1e-6)
         # Whole epochs: the last step then ends an epoch, so it is validated and checkpointed.
         spe = pl_module.cfg.steps_per_epoch
@@ -369,7 +370,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
     """Train, then (on rank 0) export ONNX + model.pt + a model card into ``cfg.out_dir``."""
     from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 
-    start = time.time()
+    budget = TimeBudget(cfg.time_budget_s) if cfg.time_budget_s > 0 else None  # counts data loading too
     cfg = copy.deepcopy(cfg)  # a time budget refits max_steps; the caller's config stays as given
     out_dir = Path(cfg.out_dir)
     ckpt_dir = out_dir / "checkpoints"
@@ -392,9 +393,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
         degradation=Degradation() if cfg.degradations else None,
     )
     data.setup("fit")  # data errors surface here, before any process is spawned
-    callbacks = list(callbacks or [])
-    if cfg.time_budget_s > 0:
-        callbacks.append(TimeBudget(cfg.time_budget_s, start))
+    callbacks = [*(callbacks or []), *([budget] if budget else [])]
     module = SRLightningModule(cfg)
     monitor = f"val/{cfg.monitor}" if cfg.val_dirs else None
     # Both at the epoch's end, after its validation: a clean epoch boundary that resumes exactly

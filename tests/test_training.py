@@ -14,6 +14,7 @@ from sr_tool.losses import LOSSES, LossSpecError, build_loss, parse_loss_spec
 from sr_tool.metrics import psnr_y
 from sr_tool.resize import imresize
 from sr_tool.training import (
+    TimeBudget,
     TrainConfig,
     TrainingError,
     load_matching_weights,
@@ -122,17 +123,35 @@ def test_resume_is_exact(folders, tmp_path):
     assert a["lr_schedulers"][0]["last_epoch"] == b["lr_schedulers"][0]["last_epoch"] == 20
 
 
+class StepClock(pl.Callback):
+    """A clock that advances 0.05 s per training step, so time-budget runs are exact."""
+
+    def __init__(self):
+        self.steps = 0
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        self.steps += 1
+
+    def __call__(self) -> float:
+        return self.steps * 0.05
+
+
 def test_time_budget_fits_whole_epochs_and_the_schedule(folders, tmp_path):
-    cfg = _cfg(folders, tmp_path / "run", max_steps=100_000, steps_per_epoch=10, time_budget_s=5)
-    result = train(cfg)
+    clock = StepClock()
+    budget = TimeBudget(5, warmup=5, calibrate=20, clock=clock)  # 5 s = 100 steps, less the 3% margin
+    cfg = _cfg(folders, tmp_path / "run", max_steps=100_000, steps_per_epoch=10)
+    result = train(cfg, callbacks=[clock, budget])
     ckpt = torch.load(result.last_checkpoint, map_location="cpu", weights_only=True)
-    steps, fitted = ckpt["global_step"], ckpt["hyper_parameters"]["train_config"]["max_steps"]
-    print(f"5 s budget: {steps} steps")
-    assert steps == fitted and steps % 10 == 0 and 10 <= steps < 100_000  # stopped at a fitted epoch end
-    assert "val/psnr_y" in result.metrics  # ... so the last step was validated
-    last_lr = ckpt["lr_schedulers"][0]["_last_lr"][0]
-    assert last_lr < 0.05 * cfg.lr  # the cosine ran to its end at the fitted step, not at 100,000
+    # 4.85 s at 20 steps/s = 97 steps, to whole epochs: 100; the run stops there, validated
+    assert ckpt["global_step"] == 100 and ckpt["hyper_parameters"]["train_config"]["max_steps"] == 100
+    assert "val/psnr_y" in result.metrics
+    assert ckpt["lr_schedulers"][0]["_last_lr"][0] < 0.05 * cfg.lr  # the cosine ended at 100, not 100,000
     assert cfg.max_steps == 100_000  # the caller's config is left as given
+
+    # From the config, on the real clock: stops at an epoch end, well before max_steps
+    result = train(_cfg(folders, tmp_path / "run2", max_steps=100_000, steps_per_epoch=10, time_budget_s=3))
+    ckpt = torch.load(result.last_checkpoint, map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] % 10 == 0 and ckpt["global_step"] == ckpt["hyper_parameters"]["train_config"]["max_steps"]
 
 
 def test_resume_without_checkpoint_is_a_clear_error(folders, tmp_path):

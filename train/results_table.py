@@ -21,7 +21,7 @@ from collections import defaultdict
 from pathlib import Path
 
 SETS = ("Set5", "Set14", "BSD100")
-COLUMNS = {"psnr_y": ("PSNR-Y", 2), "ssim_y": ("SSIM-Y", 4), "ms_ssim": ("MS-SSIM", 4), "st_lpips": ("ST-LPIPS", 4),
+COLUMNS = {"psnr_y": ("PSNR-Y", 2), "ssim_y": ("SSIM-Y", 4), "ms_ssim": ("MS-SSIM", 5), "st_lpips": ("ST-LPIPS", 4),
            "st_lpips_vgg": ("ST-LPIPS (VGG)", 4)}  # fmt: skip
 COMMAND = "srtool eval -m pixel -m msssim -m perceptual --data ../shared/data/{set} -x {scale} --metrics {metrics}"
 
@@ -63,7 +63,7 @@ def write_cards(results, cards: Path) -> list[Path]:
                 continue
             card = json.loads(card_path.read_text())
             command = COMMAND.format(set=set_name, scale=scale, metrics=",".join(means))
-            card.setdefault("benchmarks", {})[set_name] = {**{m: round(v, 4) for m, v in means.items()},
+            card.setdefault("benchmarks", {})[set_name] = {**{m: round(v, 5) for m, v in means.items()},
                                                            "command": command}  # fmt: skip
             card_path.write_text(json.dumps(card, indent=2) + "\n")
             written.append(card_path)
