@@ -7,8 +7,8 @@
 2. Folder throughput as a fraction of pure compute: `run_batch` on N PNG files (decode, upscale,
    encode overlapped) against the sum of upscale times on the same images already decoded.
    `srresnet-light` x4, 128x128 inputs. Goal: >= 0.9.
-3. Peak RSS of `srtool upscale` on a 3000x2000 image at x4 (a 12000x8000 output), CPU, measured with
-   /usr/bin/time -v. Goal: < 1.5 GB.
+3. Peak RSS of `srtool upscale --model perceptual` (the shipped `srresnet` x4) on a 3000x2000 image
+   (a 12000x8000 output), CPU, measured with /usr/bin/time -v. Goal: < 1.5 GB.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def folder_row(folder: Path, count: int, rows: list) -> None:
 
 
 def rss_row(folder: Path, rows: list) -> None:
-    model = exported("srresnet-light", 4, folder)
+    model = "perceptual"  # what `srtool upscale` runs by default: the shipped srresnet x4
     source = folder / "big.png"
     photo = sorted((DATA / "BSD100" / "HR").glob("*.jpg"))
     if photo:  # a real photo, enlarged to 3000x2000 so the content is natural
@@ -103,14 +103,14 @@ def rss_row(folder: Path, rows: list) -> None:
     else:
         write_image(source, torch.rand(1, 3, 2000, 3000))
     cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "sr_tool", "upscale", str(source), "-x", "4",
-           "--model", str(model), "-o", str(folder / "big_x4.jpg"), "--device", "cpu", "-q"]  # fmt: skip
+           "--model", model, "-o", str(folder / "big_x4.jpg"), "--device", "cpu", "-q"]  # fmt: skip
     start = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-2000:])
     kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr).group(1))
-    rows.append(("3000x2000 x4 -> 12000x8000 JPEG, peak RSS", f"{kb / 1024 / 1024:.2f} GB", f"{seconds:.0f} s; goal < 1.5 GB"))
+    rows.append(("3000x2000 x4 -> 12000x8000 JPEG (shipped perceptual), peak RSS", f"{kb / 1024 / 1024:.2f} GB", f"{seconds:.0f} s; goal < 1.5 GB"))
 
 
 def main() -> None:
