@@ -18,7 +18,7 @@ import torch
 
 from sr_tool.files import atomic_output
 from sr_tool.image_io import LoadedImage, quantise, read_image, unit_float, write_image
-from sr_tool.metrics import deep_distance, ms_ssim_rgb, psnr_y, ssim_y
+from sr_tool.metrics import deep_distance, deep_target, ms_ssim_rgb, psnr_y, ssim_y
 from sr_tool.resize import imresize
 
 METRICS = ("psnr_y", "ssim_y", "ms_ssim", "st_lpips", "st_lpips_vgg")
@@ -90,10 +90,10 @@ def evaluate(
     from sr_tool.losses.deep import load_st_lpips
 
     distances = {metric: load_st_lpips(net) for metric, net in _DEEP.items() if metric in metrics}
-    rows, outputs = [], {}
-    for name, upscaler in upscalers.items():
-        outputs[name] = {}
-        for pair in pairs:
+    rows, outputs = [], {name: {} for name in upscalers}
+    for pair in pairs:  # image by image: the ground truth's deep features are computed once for all models
+        targets = {metric: deep_target(pair.hr, d, scale) for metric, d in distances.items()}
+        for name, upscaler in upscalers.items():
             if on_image:
                 on_image(name, pair.name)
             result = upscaler.upscale(pair.lr)
@@ -103,7 +103,7 @@ def evaluate(
             if sr.shape != pair.hr.shape:
                 raise ValueError(f"{name} on {pair.name}: output {tuple(sr.shape)} but HR {tuple(pair.hr.shape)}")
             scored_side = min(sr.shape[-2:]) - 2 * scale
-            deep = {metric: float(deep_distance(sr, pair.hr, d, scale)) for metric, d in distances.items()}
+            deep = {m: float(deep_distance(sr, pair.hr, distances[m], scale, target=t)) for m, t in targets.items()}
             rows.append(
                 EvalRow(
                     model=name,
@@ -115,6 +115,8 @@ def evaluate(
                     st_lpips_vgg=deep.get("st_lpips_vgg"),
                 )
             )
+    order = {name: i for i, name in enumerate(upscalers)}
+    rows.sort(key=lambda row: order[row.model])  # model by model, images in order (a stable sort)
     return rows, outputs
 
 

@@ -64,12 +64,22 @@ def ms_ssim_rgb(sr: torch.Tensor, hr: torch.Tensor, shave: int = 0) -> torch.Ten
     return ms_ssim(a.double(), b.double(), data_range=1.0, reduction="none")
 
 
-def deep_distance(sr: torch.Tensor, hr: torch.Tensor, distance, shave: int = 0) -> torch.Tensor:
+def deep_distance(sr: torch.Tensor, hr: torch.Tensor, distance, shave: int = 0, *, target=None) -> torch.Tensor:
     """A deep-feature distance (e.g. ``load_st_lpips("alex")``) on the 8-bit-quantised RGB image;
-    gray images are repeated to 3 channels."""
+    gray images are repeated to 3 channels. ``target``: ``deep_target(hr, distance, shave)``, to
+    compute the ground truth's features once when several outputs are compared with it."""
     _check(sr, hr)
-    a, b = _shave(quantise_8bit(sr), shave), _shave(quantise_8bit(hr), shave)
-    if a.shape[1] == 1:
-        a, b = a.expand(-1, 3, -1, -1), b.expand(-1, 3, -1, -1)
     with torch.no_grad():
-        return distance(a.float(), b.float())
+        target = deep_target(hr, distance, shave) if target is None else target
+        return distance.distance_to(_deep_input(sr, shave), target)
+
+
+def deep_target(hr: torch.Tensor, distance, shave: int = 0) -> list[torch.Tensor]:
+    """The ground truth's side of :func:`deep_distance`, computed once."""
+    with torch.no_grad():
+        return distance.target_features(_deep_input(hr, shave))
+
+
+def _deep_input(images: torch.Tensor, shave: int) -> torch.Tensor:
+    a = _shave(quantise_8bit(images), shave)
+    return (a.expand(-1, 3, -1, -1) if a.shape[1] == 1 else a).float()

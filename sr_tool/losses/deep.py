@@ -56,9 +56,19 @@ class DeepFeatureDistance(nn.Module):
         if x.shape != y.shape or x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected two Nx3xHxW images, got {tuple(x.shape)} and {tuple(y.shape)}")
         # Two passes rather than one batch of 2N: as a loss, the target's pass then needs no backward.
+        return self.distance_to(x, self.target_features(y))
+
+    def target_features(self, y: torch.Tensor) -> list[torch.Tensor]:
+        """The unit-normalised features of target images, for :meth:`distance_to`."""
+        return [_unit_normalise(f) for f in self.tapped_features(y)]
+
+    def distance_to(self, x: torch.Tensor, target: list[torch.Tensor]) -> torch.Tensor:
+        """Distance per image, shape (N,), from x to the targets whose ``target_features`` are given."""
         total = x.new_zeros(x.shape[0])
-        for lin, fx, fy in zip(self.lins, self.tapped_features(x), self.tapped_features(y)):
-            total = total + lin((_unit_normalise(fx) - _unit_normalise(fy)) ** 2).mean(dim=(1, 2, 3))
+        for lin, fx, fy in zip(self.lins, self.tapped_features(x), target):
+            if fx.shape != fy.shape:
+                raise ValueError(f"image features {tuple(fx.shape)} do not match the target's {tuple(fy.shape)}")
+            total = total + lin((_unit_normalise(fx) - fy) ** 2).mean(dim=(1, 2, 3))
         return total
 
     def tapped_features(self, images: torch.Tensor) -> list[torch.Tensor]:
