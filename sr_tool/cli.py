@@ -272,7 +272,7 @@ def export(
             pixels = read_image(parity_image).pixels
             image = (pixels.expand(-1, 3, -1, -1) if pixels.shape[1] == 1 else pixels)[..., :128, :128].contiguous()
         if Path(checkpoint).suffix == ".ckpt":
-            from sr_tool.training import TrainingError, export_checkpoint
+            from sr_tool.training import export_checkpoint
 
             onnx_path, card = export_checkpoint(checkpoint, output, fp16=fp16, parity_image=image)
             typer.echo(f"wrote {onnx_path} and {card}")

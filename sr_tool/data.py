@@ -23,7 +23,6 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from sr_tool.degrade import Degradation, degrade
 from sr_tool.image_io import ImageReadError, LoadedImage, image_size, quantise, read_image
-from sr_tool.resize import imresize
 
 log = logging.getLogger(__name__)
 

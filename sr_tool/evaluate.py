@@ -140,6 +140,15 @@ def write_csv(rows: Sequence[EvalRow], path: str | Path) -> None:
             writer.writerow({k: ("" if v is None else (f"{v:.6f}" if isinstance(v, float) else v)) for k, v in asdict(row).items()})
 
 
+def read_csv(path: str | Path) -> list[EvalRow]:
+    """The rows of a CSV written by :func:`write_csv`."""
+    with open(path, newline="") as f:
+        return [
+            EvalRow(model=r["model"], image=r["image"], **{m: float(r[m]) if r.get(m) else None for m in METRICS})
+            for r in csv.DictReader(f)
+        ]
+
+
 def comparison_picture(
     outputs: dict[str, dict[str, np.ndarray]],
     pair: Pair,

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from sr_tool import __version__
-from sr_tool.archs import SRResNet, SRResNetConfig, build_model, load_model, parameter_count, preset_config
+from sr_tool.archs import build_model, load_model, parameter_count, preset_config
 from sr_tool.data import SRDataModule, as_unit_float
 from sr_tool.degrade import Degradation
 from sr_tool.losses import build_loss, parse_loss_spec
@@ -275,15 +275,13 @@ class TimeBudget(pl.Callback):
         now, step = self.clock(), trainer.global_step
         rate = (step - self._step0) / max(now - self._t0, 1e-6)
         # Whole epochs: the last step then ends an epoch, so it is validated and checkpointed.
-        spe = pl_module.cfg.steps_per_epoch
+        cfg, spe = pl_module.cfg, pl_module.cfg.steps_per_epoch
         epochs = max(math.ceil(step / spe), round((step + rate * (self.deadline - now)) / spe))
-        fitted = min(self.cap, epochs * spe)
-        fitted = trainer.strategy.broadcast(fitted, src=0)  # every process stops at the same step
-        cfg = pl_module.cfg
+        fitted = trainer.strategy.broadcast(min(self.cap, epochs * spe), src=0)  # all processes stop together
         cfg.max_steps = fitted  # lr_factor reads it: the cosine now ends at the fitted step
         pl_module.hparams["train_config"]["max_steps"] = fitted  # the checkpoint and card record it
         trainer.fit_loop.epoch_loop.max_steps = fitted
-        trainer.fit_loop.max_epochs = math.ceil(fitted / cfg.steps_per_epoch)
+        trainer.fit_loop.max_epochs = math.ceil(fitted / spe)
         log.info("time budget: %.1f steps/s, max_steps fitted to %d", rate, fitted)
 
 
@@ -318,12 +316,20 @@ def load_matching_weights(model: nn.Module, source: str | Path) -> tuple[int, in
 
         state = model_from_onnx(source).state_dict()
     elif source.suffix == ".ckpt":
-        ckpt = torch.load(source, map_location="cpu", weights_only=True)
-        full = ckpt["state_dict"]
-        prefix = "ema." if any(k.startswith("ema.") for k in full) else "model."
-        state = {k[len(prefix) :]: v for k, v in full.items() if k.startswith(prefix)}
+        state = _checkpoint_weights(torch.load(source, map_location="cpu", weights_only=True))
     else:
         state = load_model(source)[0].state_dict()
+    return _copy_matching(model, state, source)
+
+
+def _checkpoint_weights(ckpt: dict) -> dict[str, torch.Tensor]:
+    """The model weights in a loaded training checkpoint: its EMA where it has one."""
+    full = ckpt["state_dict"]
+    prefix = "ema." if any(k.startswith("ema.") for k in full) else "model."
+    return {k[len(prefix) :]: v for k, v in full.items() if k.startswith(prefix)}
+
+
+def _copy_matching(model: nn.Module, state: dict[str, torch.Tensor], source: Path) -> tuple[int, int]:
     own = model.state_dict()
     matching = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not matching:
@@ -490,7 +496,7 @@ def export_checkpoint(
     except KeyError:
         raise TrainingError(f"{checkpoint}: not an srtool training checkpoint (no train_config)") from None
     model = build_model(preset_config(cfg.preset, cfg.scale))
-    load_matching_weights(model, checkpoint)
+    _copy_matching(model, _checkpoint_weights(ckpt), checkpoint)
     steps = int(ckpt.get("global_step", 0))
     if model_pt is not None:
         from sr_tool.archs import save_model

@@ -1,6 +1,5 @@
 """End-to-end `srtool upscale` on files and folders (CliRunner and a real subprocess)."""
 
-import os
 import signal
 import struct
 import subprocess
@@ -10,7 +9,6 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image, ImageCms
 from typer.testing import CliRunner
 

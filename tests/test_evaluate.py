@@ -1,7 +1,6 @@
 import csv
 
 import numpy as np
-import pytest
 from PIL import Image
 from typer.testing import CliRunner
 

@@ -1,10 +1,9 @@
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageCms
 
 from helpers import tiny_onnx
-from sr_tool.image_io import ImageInfo, LoadedImage, read_image
+from sr_tool.image_io import ImageInfo, LoadedImage
 from sr_tool.upscale import ModelNotFound, TileSettings, Upscaler, resolve_model
 
 

@@ -14,11 +14,11 @@ with the command that produced them.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import re
-from collections import defaultdict
 from pathlib import Path
+
+from sr_tool.evaluate import read_csv, summarise
 
 SETS = ("Set5", "Set14", "BSD100")
 COLUMNS = {"psnr_y": ("PSNR-Y", 2), "ssim_y": ("SSIM-Y", 4), "ms_ssim": ("MS-SSIM", 5), "st_lpips": ("ST-LPIPS", 4),
@@ -31,13 +31,9 @@ def read_means(folder: Path) -> dict[tuple[str, int], dict[str, dict[str, float]
     results = {}
     for path in sorted(folder.glob("eval_*_x*.csv")):
         match = re.fullmatch(r"eval_(.+)_x(\d+)\.csv", path.name)
-        values: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-        for row in csv.DictReader(open(path)):
-            for metric in COLUMNS:
-                if row.get(metric):
-                    values[row["model"]][metric].append(float(row[metric]))
+        table = summarise(read_csv(path))
         results[(match[1], int(match[2]))] = {
-            model: {metric: sum(v) / len(v) for metric, v in metrics.items()} for model, metrics in values.items()
+            model: {m: v for m, v in means.items() if v is not None} for model, means in table.items()
         }
     return results
 
