@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
 import torch
 
 from sr_tool.evaluate import load_pairs
@@ -30,22 +31,23 @@ def main() -> None:
     print(f"{args.model}, x{scale}: PSNR-Y (dB) with the forward pass in fp32 and in bf16 autocast")
     print(f"{'set':<8} {'fp32':>7} {'bf16':>7} {'mean |diff|':>12} {'max |diff|':>11}  (levels)")
     for name in args.sets:
-        psnr = {"fp32": 0.0, "bf16": 0.0}
-        diff_sum = diff_max = pixels = 0.0
         pairs = load_pairs(f"{args.data}/{name}", scale)
+        psnr = {"fp32": [], "bf16": []}
+        diffs = []
         for pair in pairs:
-            lr = pair.lr.pixels.float()
-            gray = lr.shape[1] == 1  # through the RGB model as three equal channels, as srtool does
-            out = {}
-            for precision in psnr:
-                with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-                    sr = model(lr.expand(-1, 3, -1, -1) if gray else lr).float().clamp(0, 1)
-                out[precision] = sr.mean(1, keepdim=True) if gray else sr
-                psnr[precision] += float(psnr_y(quantise_8bit(out[precision]), pair.hr, scale)) / len(pairs)
-            diff = (out["fp32"] - out["bf16"]).abs() * 255
-            diff_sum, pixels, diff_max = diff_sum + float(diff.sum()), pixels + diff.numel(), max(diff_max, float(diff.max()))
-        print(f"{name:<8} {psnr['fp32']:>7.3f} {psnr['bf16']:>7.3f} {diff_sum / pixels:>12.3f} {diff_max:>11.2f}")
+            out = {precision: _upscale(model, pair.lr.pixels, precision == "bf16") for precision in psnr}
+            for precision, sr in out.items():
+                psnr[precision].append(float(psnr_y(quantise_8bit(sr), pair.hr, scale)))
+            diffs.append(((out["fp32"] - out["bf16"]).abs() * 255).flatten())
+        diff, fp32, bf16 = torch.cat(diffs), np.mean(psnr["fp32"]), np.mean(psnr["bf16"])
+        print(f"{name:<8} {fp32:>7.3f} {bf16:>7.3f} {diff.mean():>12.3f} {diff.max():>11.2f}")
 
+
+def _upscale(model, lr: torch.Tensor, bf16: bool) -> torch.Tensor:
+    gray = lr.shape[1] == 1  # through the RGB model as three equal channels, as srtool does
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        sr = model(lr.expand(-1, 3, -1, -1) if gray else lr).float().clamp(0, 1)
+    return sr.mean(1, keepdim=True) if gray else sr
 
 if __name__ == "__main__":
     main()

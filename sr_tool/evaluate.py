@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from sr_tool.files import atomic_output
-from sr_tool.image_io import LoadedImage, quantise, read_image, unit_float, write_image
+from sr_tool.image_io import LoadedImage, quantise, read_image, to_tensor, write_image
 from sr_tool.metrics import deep_distance, deep_target, ms_ssim_rgb, psnr_y, ssim_y
 from sr_tool.resize import imresize
 
@@ -70,10 +70,6 @@ def load_pairs(data_dir: str | Path, scale: int) -> list[Pair]:
     return pairs
 
 
-def _to_tensor(pixels: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(unit_float(pixels)).permute(2, 0, 1)[None]
-
-
 def evaluate(
     upscalers: dict[str, object],
     pairs: Sequence[Pair],
@@ -99,7 +95,7 @@ def evaluate(
             result = upscaler.upscale(pair.lr)
             pixels = quantise(result.pixels, np.uint8)
             outputs[name][pair.name] = pixels
-            sr = _to_tensor(pixels)
+            sr = to_tensor(pixels)
             if sr.shape != pair.hr.shape:
                 raise ValueError(f"{name} on {pair.name}: output {tuple(sr.shape)} but HR {tuple(pair.hr.shape)}")
             scored_side = min(sr.shape[-2:]) - 2 * scale

@@ -84,12 +84,12 @@ class LoadedImage:
     @property
     def pixels(self):
         """float32 1xCxHxW torch tensor in [0, 1]."""
-        return _tensor(self.array)
+        return to_tensor(self.array)
 
     @property
     def alpha(self):
         """float32 1x1xHxW torch tensor in [0, 1], or None."""
-        return None if self.alpha_array is None else _tensor(self.alpha_array)
+        return None if self.alpha_array is None else to_tensor(self.alpha_array)
 
     def float_chw(self) -> np.ndarray:
         """float32 CxHxW array in [0, 1] (what inference engines take)."""
@@ -114,7 +114,8 @@ def unit_float(array: np.ndarray) -> np.ndarray:
     return array.astype(np.float32, copy=False)
 
 
-def _tensor(array: np.ndarray):
+def to_tensor(array: np.ndarray):
+    """1xCxHxW float32 torch tensor in [0, 1] from HxWxC samples (uint8, uint16 or float)."""
     import torch
 
     return torch.from_numpy(np.ascontiguousarray(unit_float(array).transpose(2, 0, 1)))[None]
@@ -396,7 +397,7 @@ def jpeg_round_trip(pixels, quality: int):
     buffer.seek(0)
     with Image.open(buffer) as img:
         array = np.asarray(img.convert("RGB" if pixels.shape[1] == 3 else "L"))
-    return _tensor(array if array.ndim == 3 else array[:, :, None])
+    return to_tensor(array if array.ndim == 3 else array[:, :, None])
 
 
 def label_image(pixels: np.ndarray, text: str, height: int = 18) -> np.ndarray:

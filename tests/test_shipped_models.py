@@ -5,9 +5,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from sr_tool.image_io import read_image, unit_float
+from sr_tool.image_io import read_image, to_tensor
 from sr_tool.metrics import psnr_y
 from sr_tool.upscale import BUILTIN_MODELS, Upscaler, list_builtin_models, shipped_models_dir
 
@@ -55,7 +54,7 @@ def test_model_beats_bicubic_without_artifacts_on_a_real_image(name):
     hr = hr[: hr.shape[0] - hr.shape[0] % scale, : hr.shape[1] - hr.shape[1] % scale]
     model_name = name.rsplit("_x", 1)[0]
     out = {m: Upscaler(m, scale, device="cpu").upscale(lr).pixels for m in ("bicubic", model_name)}
-    psnr = {m: float(psnr_y(_tensor(o), _tensor(hr), scale)) for m, o in out.items()}
+    psnr = {m: float(psnr_y(to_tensor(o), to_tensor(hr), scale)) for m, o in out.items()}
     assert psnr[model_name] > psnr["bicubic"] + 1.0, psnr
     sr, truth = out[model_name].astype(np.float64), hr.astype(np.float64)
     # no colour shift: channel means within a level of the ground truth's
@@ -63,8 +62,4 @@ def test_model_beats_bicubic_without_artifacts_on_a_real_image(name):
     # no checkerboard: the per-phase pattern is no stronger than the ground truth's, give or take a level
     pattern = _tile_phase_pattern(sr.mean(axis=2), scale)
     assert pattern < _tile_phase_pattern(truth.mean(axis=2), scale) + 1.0, pattern
-
-
-def _tensor(pixels: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(unit_float(pixels)).permute(2, 0, 1)[None]
 
