@@ -161,30 +161,49 @@ def models() -> None:
 def evaluate_models(
     model: list[str] = typer.Option(..., "--model", "-m", help="Model to score (repeatable): built-in name or .onnx."),
     data: str = typer.Option(..., "--data", help="Folder of HR images (or with HR/ and LR_bicubic/X<s>/)."),
-    scale: int = typer.Option(4, "-x", "--scale"),
+    scale: int = typer.Option(4, "-x", "--scale", help="Upscaling factor."),
     csv_path: str = typer.Option(None, "--csv", help="Per-image CSV; default eval_<data>_x<s>.csv."),
-    compare: str = typer.Option(None, "--compare", help="Write the same crop from each model side by side here."),
-    compare_image: str = typer.Option(None, help="Which image to crop for --compare (stem); default the first."),
-    crop: str = typer.Option(None, help="Crop for --compare as x,y,size in HR pixels; default centred 128."),
-    metrics: str = typer.Option(
-        "psnr_y,ssim_y,ms_ssim,st_lpips", help="Comma-separated metrics; st_lpips_vgg on request."
+    compare: str = typer.Option(None, "--compare", help="Write a comparison picture here (PNG)."),
+    compare_models: str = typer.Option(
+        None, help="A,B: the picture shows, for the images where models A and B differ most, the crop where they do."
     ),
-    device: str = typer.Option("auto"),
-    engine: str = typer.Option("onnxruntime"),
+    compare_count: int = typer.Option(10, min=1, help="Rows (images) of the --compare-models picture."),
+    compare_image: str = typer.Option(None, help="Without --compare-models: the image to crop (stem); default the first."),
+    crop: str = typer.Option(None, help="Without --compare-models: the crop as x,y,size in HR pixels; default centred 128."),
+    metrics: str = typer.Option(
+        "psnr_y,ssim_y,ms_ssim,st_lpips,artifact", help="Comma-separated metrics; st_lpips_vgg on request."
+    ),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    engine: str = typer.Option("onnxruntime", help="onnxruntime or torch."),
 ) -> None:
-    """Score models (bicubic included) on a benchmark folder: PSNR-Y, SSIM-Y, MS-SSIM, ST-LPIPS."""
+    """Score models (bicubic included) on a benchmark folder: PSNR-Y, SSIM-Y, MS-SSIM, ST-LPIPS, the
+    artifact check (median spectral excess; over 0.5 flags a painted periodic pattern)."""
     from pathlib import Path
 
     from sr_tool.engine import EngineError
-    from sr_tool.evaluate import comparison_picture, evaluate, load_pairs, summarise, write_csv
+    from sr_tool.evaluate import (comparison_picture, difference_picture, evaluate, judges_trained_on, load_pairs,
+                                  summarise, write_csv)  # fmt: skip
     from sr_tool.image_io import ImageReadError
+    from sr_tool.metrics import ARTIFACT_THRESHOLD
     from sr_tool.upscale import ModelNotFound, Upscaler
 
     names = (["bicubic"] if "bicubic" not in model else []) + list(model)
+    labels = [Path(n).stem if n.endswith(".onnx") else n for n in names]
+    # options first, so that a typo fails before minutes of work
+    box = None
+    if crop:
+        try:
+            box = tuple(int(v) for v in crop.split(","))
+        except ValueError:
+            box = ()
+        if len(box) != 3:
+            _fail(f"--crop {crop}: expected x,y,size (three integers), e.g. 40,290,128")
+    pair_to_compare = [m.strip() for m in compare_models.split(",")] if compare_models else None
+    if pair_to_compare and (len(pair_to_compare) != 2 or not set(pair_to_compare) <= set(labels)):
+        _fail(f"--compare-models {compare_models}: expected two of the models scored ({', '.join(labels)})")
     try:
         pairs = load_pairs(data, scale)
-        upscalers = {Path(n).stem if n.endswith(".onnx") else n: Upscaler(n, scale, engine=engine, device=device)
-                     for n in names}  # fmt: skip
+        upscalers = {label: Upscaler(n, scale, engine=engine, device=device) for label, n in zip(labels, names)}
         rows, outputs = evaluate(upscalers, pairs, scale, metrics=[m.strip() for m in metrics.split(",") if m.strip()])
     except (ValueError, EngineError, ModelNotFound, ImageReadError, OSError) as err:
         _fail(str(err))
@@ -194,19 +213,34 @@ def evaluate_models(
     table = summarise(rows)
     typer.echo(f"{data_name} x{scale}, {len(pairs)} images (per-image values: {csv_file})")
     columns = [("psnr_y", "PSNR-Y", 7, 2), ("ssim_y", "SSIM-Y", 7, 4), ("ms_ssim", "MS-SSIM", 8, 4),
-               ("st_lpips", "ST-LPIPS", 9, 4), ("st_lpips_vgg", "ST-LPIPS-VGG", 13, 4)]  # fmt: skip
-    columns = [c for c in columns if c[0] != "st_lpips_vgg" or any(m[c[0]] is not None for m in table.values())]
+               ("st_lpips", "ST-LPIPS", 9, 4), ("st_lpips_vgg", "ST-LPIPS-VGG", 13, 4), ("artifact", "artifact", 9, 2)]  # fmt: skip
+    columns = [c for c in columns if any(m[c[0]] is not None for m in table.values())]
     typer.echo(f"{'model':<24} " + " ".join(f"{title:>{w}}" for _, title, w, _ in columns))
+    trained = {label: judges_trained_on(up.model_path) for label, up in upscalers.items()}
     for name, means in table.items():
-        cells = [f"{means[k]:{w}.{d}f}" if means[k] is not None else f"{'-':>{w}}" for k, _, w, d in columns]
+        cells = []
+        for key, _, w, d in columns:
+            mark = "*" if key in trained[name] else ""
+            value = means[key]
+            text = f"{'-':>{w}}" if value is None else f"{value:.{d}f}{mark}"
+            if key == "artifact" and value is not None and value > ARTIFACT_THRESHOLD:
+                text += "!"
+            cells.append(f"{text:>{w}}")
         typer.echo(f"{name:<24} " + " ".join(cells))
+    if any(trained.values()):
+        typer.echo("* the model's loss trained on this judge's network: not an independent judge")
+    if "artifact" in table[labels[0]] and any((m["artifact"] or 0) > ARTIFACT_THRESHOLD for m in table.values()):
+        typer.echo(f"! artifact: the median image has a periodic pattern the ground truth lacks "
+                   f"(spectral excess > {ARTIFACT_THRESHOLD}); look with --compare-models")  # fmt: skip
     if compare:
-        pair = next((p for p in pairs if p.name == compare_image), None) if compare_image else pairs[0]
-        if pair is None:
-            _fail(f"--compare-image {compare_image}: not in {data}")
-        box = tuple(int(v) for v in crop.split(",")) if crop else None
         try:
-            comparison_picture(outputs, pair, compare, box=box)
+            if pair_to_compare:
+                difference_picture(outputs, pairs, *pair_to_compare, compare, count=compare_count)
+            else:
+                pair = next((p for p in pairs if p.name == compare_image), None) if compare_image else pairs[0]
+                if pair is None:
+                    _fail(f"--compare-image {compare_image}: not in {data}")
+                comparison_picture(outputs, pair, compare, box=box)
         except ValueError as err:
             _fail(str(err))
         typer.echo(f"comparison: {compare}")

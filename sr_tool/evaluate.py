@@ -9,6 +9,7 @@ Every model upscales the same LR; outputs are quantised to 8 bits before scoring
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,13 +19,17 @@ import torch
 
 from sr_tool.files import atomic_output
 from sr_tool.image_io import LoadedImage, quantise, read_image, to_tensor, write_image
-from sr_tool.metrics import deep_distance, deep_target, ms_ssim_rgb, psnr_y, ssim_y
+from sr_tool.metrics import deep_distance, deep_target, ms_ssim_rgb, psnr_y, spectral_excess, ssim_y
 from sr_tool.resize import imresize
 
-METRICS = ("psnr_y", "ssim_y", "ms_ssim", "st_lpips", "st_lpips_vgg")
+METRICS = ("psnr_y", "ssim_y", "ms_ssim", "st_lpips", "artifact", "st_lpips_vgg")
 # st_lpips is AlexNet ST-LPIPS (the usual metric); st_lpips_vgg, on request, is a second deep-feature
-# judge for models trained on the AlexNet one (srtool's perceptual models are).
-DEFAULT_METRICS = METRICS[:4]
+# judge for models trained on the AlexNet one. artifact is metrics.spectral_excess: its summary is the
+# median over images (a model is flagged when it exceeds metrics.ARTIFACT_THRESHOLD), the others' the mean.
+DEFAULT_METRICS = METRICS[:5]
+#: The deep network of each judge (see sr_tool.losses.LOSS_NETWORKS), to mark judges a model trained on.
+JUDGE_NETWORKS = {"st_lpips": "st-lpips-alex", "st_lpips_vgg": "st-lpips-vgg"}
+_MEDIAN_METRICS = {"artifact"}
 _DEEP = {"st_lpips": "alex", "st_lpips_vgg": "vgg"}
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -44,7 +49,23 @@ class EvalRow:
     ssim_y: float
     ms_ssim: float | None
     st_lpips: float | None
+    artifact: float | None = None
     st_lpips_vgg: float | None = None
+
+
+def judges_trained_on(model_file: str | Path | None) -> set[str]:
+    """The metrics whose network the model's loss trained on, from its card (``<model>.json``)."""
+    from sr_tool.losses import loss_networks
+
+    card_path = Path(model_file).with_suffix(".json") if model_file else None
+    if card_path is None or not card_path.is_file():
+        return set()
+    loss = json.loads(card_path.read_text()).get("loss")
+    try:
+        networks = set(loss_networks(loss)) if loss else set()
+    except ValueError:  # a loss this version does not know: nothing to mark
+        return set()
+    return {metric for metric, network in JUDGE_NETWORKS.items() if network in networks}
 
 
 def load_pairs(data_dir: str | Path, scale: int) -> list[Pair]:
@@ -108,6 +129,7 @@ def evaluate(
                     ssim_y=float(ssim_y(sr, pair.hr, scale)),
                     ms_ssim=float(ms_ssim_rgb(sr, pair.hr, scale)) if "ms_ssim" in metrics and scored_side >= 11 else None,
                     st_lpips=deep.get("st_lpips"),
+                    artifact=float(spectral_excess(sr, pair.hr, scale)) if "artifact" in metrics else None,
                     st_lpips_vgg=deep.get("st_lpips_vgg"),
                 )
             )
@@ -117,14 +139,16 @@ def evaluate(
 
 
 def summarise(rows: Sequence[EvalRow]) -> dict[str, dict[str, float | None]]:
-    """Mean of each metric per model (in first-seen model order)."""
+    """Mean of each metric per model (in first-seen model order); the median for ``artifact``."""
     table: dict[str, dict[str, float | None]] = {}
     for model in dict.fromkeys(r.model for r in rows):
         mine = [r for r in rows if r.model == model]
         table[model] = {}
         for metric in METRICS:
             values = [getattr(r, metric) for r in mine if getattr(r, metric) is not None]
-            table[model][metric] = float(np.mean(values)) if values else None
+            values = [v for v in values if not np.isnan(v)]
+            average = np.median if metric in _MEDIAN_METRICS else np.mean
+            table[model][metric] = float(average(values)) if values else None
     return table
 
 
@@ -155,8 +179,6 @@ def comparison_picture(
 ) -> Path:
     """The same crop (x, y, size in HR pixels; default: a centred square) of the HR image and each
     model's output, side by side and labelled, enlarged ``zoom`` times with nearest neighbour."""
-    from sr_tool.image_io import label_image
-
     hr = quantise(pair.hr[0].permute(1, 2, 0).numpy(), np.uint8)
     h, w = hr.shape[:2]
     if box is None:
@@ -166,12 +188,63 @@ def comparison_picture(
     if not (0 <= x and 0 <= y and x + size <= w and y + size <= h):
         raise ValueError(f"crop {box} is outside the {w}x{h} image {pair.name}")
     panels = [(name, images[pair.name]) for name, images in outputs.items()] + [("HR", hr)]
-    tiles = []
-    for name, image in panels:
-        crop = image[y : y + size, x : x + size]
-        crop = np.repeat(crop, 3, axis=2) if crop.shape[2] == 1 else crop
-        crop = crop.repeat(zoom, axis=0).repeat(zoom, axis=1)
-        tiles.append(label_image(crop, name))
+    tiles = [_zoomed_crop(image, box, zoom, name) for name, image in panels]
     gap = np.full((tiles[0].shape[0], 4, 3), 255, np.uint8)
     strip = np.concatenate([t for tile in tiles for t in (tile, gap)][:-1], axis=1)
     return write_image(path, strip)
+
+
+def _zoomed_crop(image: np.ndarray, box: tuple[int, int, int], zoom: int, label: str) -> np.ndarray:
+    """The (x, y, size) crop of an HxWxC uint8 image as RGB, enlarged with nearest neighbour, labelled."""
+    from sr_tool.image_io import label_image
+
+    x, y, size = box
+    crop = image[y : y + size, x : x + size]
+    crop = np.repeat(crop, 3, axis=2) if crop.shape[2] == 1 else crop
+    return label_image(crop.repeat(zoom, axis=0).repeat(zoom, axis=1), label)
+
+
+def most_different_box(a: np.ndarray, b: np.ndarray, size: int) -> tuple[int, int, int, float]:
+    """The ``size`` x ``size`` window where two HxWxC images differ most: (x, y, size, mean |a - b|
+    in 8-bit levels). ``size`` is clipped to the image."""
+    diff = np.abs(a.astype(np.float64) - b.astype(np.float64)).mean(axis=2)
+    size = min(size, *diff.shape)
+    integral = np.pad(diff.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    sums = integral[size:, size:] - integral[:-size, size:] - integral[size:, :-size] + integral[:-size, :-size]
+    y, x = np.unravel_index(int(sums.argmax()), sums.shape)
+    return int(x), int(y), size, float(sums[y, x] / size**2)
+
+
+def difference_picture(
+    outputs: dict[str, dict[str, np.ndarray]],
+    pairs: Sequence[Pair],
+    first: str,
+    second: str,
+    path: str | Path,
+    *,
+    count: int = 10,
+    size: int = 96,
+    zoom: int = 3,
+) -> Path:
+    """Where two models differ most: for the ``count`` images on which ``first`` and ``second``
+    differ most, the window where they do, as ``first | second | HR``, one row per image, enlarged
+    ``zoom`` times with nearest neighbour (artifacts show at this zoom; averages hide them)."""
+    for name in (first, second):
+        if name not in outputs:
+            raise ValueError(f"--compare-models: {name!r} is not one of the models scored ({', '.join(outputs)})")
+    found = []
+    for pair in pairs:
+        x, y, side, mean_diff = most_different_box(outputs[first][pair.name], outputs[second][pair.name], size)
+        found.append((mean_diff, pair, (x, y, side)))
+    found.sort(key=lambda item: -item[0])
+    rows = []
+    for _, pair, (x, y, side) in found[:count]:
+        hr = quantise(pair.hr[0].permute(1, 2, 0).numpy(), np.uint8)
+        panels = ((f"{first}  ({pair.name}, x={x} y={y})", outputs[first][pair.name]),
+                  (second, outputs[second][pair.name]), ("HR", hr))  # fmt: skip
+        tiles = [_zoomed_crop(image, (x, y, side), zoom, label) for label, image in panels]
+        gap = np.full((tiles[0].shape[0], 6, 3), 255, np.uint8)
+        rows.append(np.concatenate([tiles[0], gap, tiles[1], gap, tiles[2]], axis=1))
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 8), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    return write_image(path, np.concatenate(rows, axis=0))

@@ -26,7 +26,7 @@ from sr_tool import __version__
 from sr_tool.archs import build_model, load_model, parameter_count, preset_config
 from sr_tool.data import SRDataModule, as_unit_float
 from sr_tool.degrade import Degradation
-from sr_tool.losses import build_loss, parse_loss_spec
+from sr_tool.losses import build_loss, loss_networks, parse_loss_spec
 from sr_tool.metrics import deep_distance, ms_ssim_rgb, psnr_y, ssim_y
 from sr_tool.resize import imresize
 
@@ -513,6 +513,7 @@ def export_checkpoint(
         "parameters": parameter_count(model),
         "scale": cfg.scale,
         "loss": cfg.loss,
+        "loss_networks": loss_networks(cfg.loss),
         "recipe": cfg.recipe,
         "init": cfg.init,
         "data": {

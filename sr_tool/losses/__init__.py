@@ -14,6 +14,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from sr_tool.losses.ensemble import LowFrequencyL1Loss
 from sr_tool.losses.pixel import CharbonnierLoss, L1Loss, L2Loss
 from sr_tool.losses.ssim import MSSSIML1Loss, MSSSIMLoss, SSIMLoss
 
@@ -21,9 +22,12 @@ from sr_tool.losses.ssim import MSSSIML1Loss, MSSSIMLoss, SSIMLoss
 def _deep(kind: str, net: str) -> Callable[..., nn.Module]:
     def make(backbone_weights: str | None = None) -> nn.Module:
         from sr_tool.losses.deep import DeepFeatureLoss, load_lpips, load_st_lpips
+        from sr_tool.losses.ensemble import RandomTransformEnsemble
 
         if kind == "stlpips":
             return DeepFeatureLoss(load_st_lpips(net))
+        if kind == "elpips":
+            return RandomTransformEnsemble(load_st_lpips(net))
         return DeepFeatureLoss(load_lpips(net, backbone_weights=backbone_weights))
 
     return make
@@ -32,6 +36,7 @@ def _deep(kind: str, net: str) -> Callable[..., nn.Module]:
 #: The one registry of loss names. Every module takes (pred, target), NxCxHxW in [0, 1].
 LOSSES: dict[str, Callable[[], nn.Module]] = {
     "l1": L1Loss,
+    "l1-low": LowFrequencyL1Loss,
     "l2": L2Loss,
     "charbonnier": CharbonnierLoss,
     "ssim": SSIMLoss,
@@ -39,8 +44,22 @@ LOSSES: dict[str, Callable[[], nn.Module]] = {
     "msssim-l1": MSSSIML1Loss,
     "stlpips-alex": _deep("stlpips", "alex"),
     "stlpips-vgg": _deep("stlpips", "vgg"),
+    # ST-LPIPS under E-LPIPS random transformations: the deep-feature loss that resists being gamed
+    "elpips-alex": _deep("elpips", "alex"),
+    "elpips-vgg": _deep("elpips", "vgg"),
     "lpips-alex": _deep("lpips", "alex"),
     "lpips-vgg": _deep("lpips", "vgg"),
+}
+
+#: The deep network each deep-feature loss trains on. A judge (an eval metric) that uses the same
+#: network is not independent of a model trained with that loss.
+LOSS_NETWORKS = {
+    "stlpips-alex": "st-lpips-alex",
+    "elpips-alex": "st-lpips-alex",
+    "stlpips-vgg": "st-lpips-vgg",
+    "elpips-vgg": "st-lpips-vgg",
+    "lpips-alex": "lpips-alex",
+    "lpips-vgg": "lpips-vgg",
 }
 
 _TERM = re.compile(r"^(?:(?P<weight>\d+(?:\.\d*)?(?:e-?\d+)?|\.\d+)\s*\*\s*)?(?P<name>[a-z0-9-]+)$")
@@ -67,6 +86,11 @@ def parse_loss_spec(spec: str) -> list[tuple[float, str]]:
             raise LossSpecError(f"unknown loss {name!r} in {spec!r}; valid names: {', '.join(LOSSES)}")
         terms.append((float(match["weight"]) if match["weight"] else 1.0, name))
     return terms
+
+
+def loss_networks(spec: str) -> list[str]:
+    """The deep networks a loss spec trains on, e.g. ``"l1+0.05*elpips-alex"`` -> ["st-lpips-alex"]."""
+    return sorted({LOSS_NETWORKS[name] for _, name in parse_loss_spec(spec) if name in LOSS_NETWORKS})
 
 
 class WeightedLoss(nn.Module):
