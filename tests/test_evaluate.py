@@ -1,12 +1,14 @@
 import csv
+import json
 
 import numpy as np
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
 from helpers import tiny_onnx
 from sr_tool.cli import app
-from sr_tool.evaluate import evaluate, load_pairs, summarise
+from sr_tool.evaluate import evaluate, judges_trained_on, load_pairs, most_different_box, summarise
 from sr_tool.upscale import Upscaler
 
 runner = CliRunner()
@@ -60,3 +62,44 @@ def test_bench_cli_times_each_engine_and_tile():
     assert len(rows) == 4  # 2 tiles x 2 engines
     assert any("onnxruntime" in r for r in rows) and any(" torch " in r for r in rows)
     assert all(float(r.split()[5]) > 0 for r in rows)  # MP/s
+
+
+def test_most_different_box_finds_where_two_images_differ():
+    a = np.zeros((60, 80, 3), np.uint8)
+    b = a.copy()
+    b[30:40, 50:60] = 90
+    assert most_different_box(a, b, 10) == (50, 30, 10, 90.0)
+    x, y, size, mean = most_different_box(a, b, 200)  # clipped to the image
+    assert (x, y, size) == (0, 0, 60) and mean == pytest.approx(90 * 100 / 3600)
+
+
+def test_eval_compare_models_shows_where_two_models_differ_most(tmp_path, data_dir):
+    folder = tmp_path / "set"
+    folder.mkdir()
+    for name in ("baby.png", "bird.png", "head.png"):
+        Image.open(data_dir / "Set5" / "HR" / name).crop((0, 0, 128, 128)).save(folder / name)
+    result = runner.invoke(app, ["eval", "--model", str(tiny_onnx(2)), "--data", str(folder), "-x", "2",
+                                 "--csv", str(tmp_path / "e.csv"), "--compare", str(tmp_path / "d.png"),
+                                 "--compare-models", "bicubic,tiny_x2_0", "--compare-count", "2", "--device", "cpu"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    header = next(line for line in result.output.splitlines() if line.startswith("model"))
+    assert "artifact" in header  # the artifact check is a default metric
+    rows = list(csv.DictReader(open(tmp_path / "e.csv")))
+    assert all(r["artifact"] for r in rows)
+    picture = np.asarray(Image.open(tmp_path / "d.png"))
+    assert picture.shape[1] == 3 * 96 * 3 + 2 * 6 and picture.shape[0] == 2 * (96 * 3 + 18 + 8)  # 2 rows of 3 crops
+
+
+def test_eval_refuses_bad_options_before_any_work(tmp_path):
+    missing = str(tmp_path / "no-such-folder")  # would fail later, when loading: options must fail first
+    for options, message in ((["--crop", "1,2"], "--crop 1,2"), (["--compare-models", "pixel,nope"], "--compare-models")):
+        result = runner.invoke(app, ["eval", "--model", "pixel", "--data", missing, "--compare", "x.png", *options])
+        assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_judges_a_model_trained_on_are_read_from_its_card(tmp_path):
+    model = tmp_path / "m.onnx"
+    (tmp_path / "m.json").write_text(json.dumps({"loss": "l1+0.05*elpips-alex"}))
+    assert judges_trained_on(model) == {"st_lpips"}
+    (tmp_path / "m.json").write_text(json.dumps({"loss": "l1"}))
+    assert judges_trained_on(model) == set() and judges_trained_on(None) == set()

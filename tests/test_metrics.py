@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from sr_tool.image_io import read_image
-from sr_tool.metrics import ms_ssim_rgb, psnr_y, quantise_8bit, ssim_y, y_channel
+from sr_tool.metrics import ARTIFACT_THRESHOLD, ms_ssim_rgb, psnr_y, quantise_8bit, spectral_excess, ssim_y, y_channel
 from sr_tool.resize import imresize
 
 # Published bicubic PSNR-Y (dB) of the SR literature, e.g. Kim et al. 2016 (VDSR), Table 2.
@@ -55,3 +55,32 @@ def test_bicubic_baseline_reproduces_published_psnr(data_dir, scale):
             values.append(psnr_y(imresize(lr, scale), hr, shave=scale).item())
         mean = sum(values) / len(values)
         assert abs(mean - PUBLISHED_BICUBIC[name, scale]) <= 0.02, (name, scale, mean)
+
+
+def _texture(size: int = 192) -> torch.Tensor:
+    """A natural-looking test image: noise at several scales (energy falling with frequency)."""
+    generator, image = torch.Generator().manual_seed(3), torch.full((1, 1, size, size), 0.5)
+    for cells in (6, 12, 24, 48, 96, 192):
+        noise = torch.randn(1, 1, cells, cells, generator=generator)
+        image = image + 0.06 * torch.nn.functional.interpolate(noise, size=size, mode="bicubic", align_corners=False)
+    return image.clamp(0, 1).expand(1, 3, size, size).contiguous()
+
+
+def _gaussian_blur(images: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
+    taps = torch.arange(-3, 4, dtype=images.dtype)
+    kernel = torch.exp(-(taps**2) / (2 * sigma**2))
+    kernel = (kernel[:, None] * kernel[None, :] / kernel.sum() ** 2).expand(images.shape[1], 1, 7, 7)
+    padded = torch.nn.functional.pad(images, (3, 3, 3, 3), mode="reflect")
+    return torch.nn.functional.conv2d(padded, kernel, groups=images.shape[1])
+
+
+def test_spectral_excess_flags_a_painted_mesh_but_not_blur_or_the_truth():
+    hr = _texture()
+    rows, cols = torch.meshgrid(torch.arange(192.0), torch.arange(192.0), indexing="ij")
+    mesh = (torch.cos(2 * torch.pi * (rows + cols) / 8) + torch.cos(2 * torch.pi * (rows - cols) / 8)) * 3 / 255
+    blurred = _gaussian_blur(hr)
+    assert float(spectral_excess(hr, hr)) == 0.0
+    assert float(spectral_excess(blurred, hr)) < 0
+    assert float(spectral_excess((hr + mesh).clamp(0, 1), hr)) > ARTIFACT_THRESHOLD  # a 3-level diagonal mesh
+    assert float(spectral_excess((hr + mesh / 6).clamp(0, 1), hr)) < ARTIFACT_THRESHOLD  # half a level: invisible
+    assert torch.isnan(spectral_excess(hr[..., :40, :40], hr[..., :40, :40])).all()  # too small to measure

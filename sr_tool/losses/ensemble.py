@@ -13,7 +13,8 @@ Transformations, drawn per call and applied identically to prediction and target
 - a translation of 0..``max_shift - 1`` pixels (the crop of the network's stride-8 grid changes);
 - one of the 8 flips / 90-degree turns;
 - a permutation of the colour channels, and per-channel gains in ``1 +- colour_gain``;
-- with probability ``p_downscale``, a 2x box downscale (the pattern must look right at half size too).
+- with probability ``p_downscale``, a 2x box downscale (the pattern must look right at half size too),
+  when the shifted crop is at least ``2 * MIN_HALF_SIZE`` pixels (the deep networks need some size).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+MIN_HALF_SIZE = 32
 
 
 class RandomTransformEnsemble(nn.Module):
@@ -69,6 +72,7 @@ class RandomTransformEnsemble(nn.Module):
         order = torch.randperm(3, generator=self.generator).tolist()
         gains = 1 + self.colour_gain * (2 * torch.rand(3, generator=self.generator) - 1)
         halve = float(torch.rand(1, generator=self.generator)) < self.p_downscale
+        halve = halve and min(crop_h, crop_w) >= 2 * MIN_HALF_SIZE
 
         def transform(images: torch.Tensor) -> torch.Tensor:
             out = images[:, order, dy : dy + crop_h, dx : dx + crop_w]
