@@ -16,6 +16,7 @@ from torch import nn
 
 from sr_tool.losses.ensemble import LowFrequencyL1Loss
 from sr_tool.losses.pixel import CharbonnierLoss, L1Loss, L2Loss
+from sr_tool.losses.spectral import SpectralExcessLoss
 from sr_tool.losses.ssim import MSSSIML1Loss, MSSSIMLoss, SSIMLoss
 
 
@@ -42,6 +43,8 @@ LOSSES: dict[str, Callable[[], nn.Module]] = {
     "ssim": SSIMLoss,
     "msssim": MSSSIMLoss,
     "msssim-l1": MSSSIML1Loss,
+    # charges energy the output has at a frequency where the target has none: painted patterns
+    "spectral-excess": SpectralExcessLoss,
     "stlpips-alex": _deep("stlpips", "alex"),
     "stlpips-vgg": _deep("stlpips", "vgg"),
     # ST-LPIPS under E-LPIPS random transformations: the deep-feature loss that resists being gamed
