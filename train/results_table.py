@@ -2,11 +2,13 @@
 
     for x in 2 4; do for s in Set5 Set14 BSD100; do
       srtool eval -m pixel -m msssim -m perceptual --data ../shared/data/$s -x $x \\
-          --metrics psnr_y,ssim_y,ms_ssim,st_lpips,st_lpips_vgg --csv evals/eval_${s}_x$x.csv
+          --metrics psnr_y,ssim_y,ms_ssim,st_lpips,st_lpips_vgg,artifact --csv evals/eval_${s}_x$x.csv
     done; done
     python train/results_table.py evals --cards models
 
-Prints a Markdown table (means over each set's images, as `srtool eval` prints them) and, with
+Prints a Markdown table (means over each set's images, as `srtool eval` prints them; the artifact
+check's median; ``*`` marks a judge whose network the model's loss trained on, read from its card in
+``--cards``, default ``models``) and, with
 ``--cards``, writes them into the cards of the shipped models (``<name>_x<s>.json``: ``benchmarks``),
 with the command that produced them.
 """
@@ -18,11 +20,11 @@ import json
 import re
 from pathlib import Path
 
-from sr_tool.evaluate import read_csv, summarise
+from sr_tool.evaluate import judges_trained_on, read_csv, summarise
 
 SETS = ("Set5", "Set14", "BSD100")
 COLUMNS = {"psnr_y": ("PSNR-Y", 2), "ssim_y": ("SSIM-Y", 4), "ms_ssim": ("MS-SSIM", 5), "st_lpips": ("ST-LPIPS", 4),
-           "st_lpips_vgg": ("ST-LPIPS (VGG)", 4)}  # fmt: skip
+           "st_lpips_vgg": ("ST-LPIPS (VGG)", 4), "artifact": ("artifact", 2)}  # fmt: skip
 COMMAND = "srtool eval -m pixel -m msssim -m perceptual --data ../shared/data/{set} -x {scale} --metrics {metrics}"
 
 
@@ -38,14 +40,16 @@ def read_means(folder: Path) -> dict[tuple[str, int], dict[str, dict[str, float]
     return results
 
 
-def markdown(results) -> str:
+def markdown(results, cards: Path = Path("models")) -> str:
     metrics = [m for m in COLUMNS if any(m in row for table in results.values() for row in table.values())]
     lines = ["| set | scale | model | " + " | ".join(COLUMNS[m][0] for m in metrics) + " |",
              "| --- | --- | --- |" + " --- |" * len(metrics)]  # fmt: skip
     order = sorted(results, key=lambda k: (SETS.index(k[0]) if k[0] in SETS else 99, k[1]))
     for set_name, scale in order:
         for model, means in results[(set_name, scale)].items():
-            cells = [f"{means[m]:.{COLUMNS[m][1]}f}" if m in means else "-" for m in metrics]
+            trained = judges_trained_on(cards / f"{model}_x{scale}.onnx")
+            cells = [f"{means[m]:.{COLUMNS[m][1]}f}" + ("*" if m in trained else "") if m in means else "-"
+                     for m in metrics]  # fmt: skip
             lines.append(f"| {set_name} | x{scale} | {model} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -72,7 +76,7 @@ def main() -> None:
     parser.add_argument("--cards", type=Path, help="folder of model cards to update (models/)")
     args = parser.parse_args()
     results = read_means(args.folder)
-    print(markdown(results))
+    print(markdown(results, args.cards or Path("models")))
     if args.cards:
         for path in write_cards(results, args.cards):
             print(f"updated {path}")

@@ -37,9 +37,9 @@ def _deep(kind: str, net: str) -> Callable[..., nn.Module]:
 #: The one registry of loss names. Every module takes (pred, target), NxCxHxW in [0, 1].
 LOSSES: dict[str, Callable[[], nn.Module]] = {
     "l1": L1Loss,
-    "l1-low": LowFrequencyL1Loss,
     "l2": L2Loss,
     "charbonnier": CharbonnierLoss,
+    "l1-low": LowFrequencyL1Loss,  # L1 on 2x-downscaled images: an anchor that leaves the finest octave free
     "ssim": SSIMLoss,
     "msssim": MSSSIMLoss,
     "msssim-l1": MSSSIML1Loss,
