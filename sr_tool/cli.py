@@ -171,7 +171,8 @@ def evaluate_models(
     compare_image: str = typer.Option(None, help="Without --compare-models: the image to crop (stem); default the first."),
     crop: str = typer.Option(None, help="Without --compare-models: the crop as x,y,size in HR pixels; default centred 128."),
     metrics: str = typer.Option(
-        "psnr_y,ssim_y,ms_ssim,st_lpips,artifact", help="Comma-separated metrics; st_lpips_vgg on request."
+        "psnr_y,ssim_y,ms_ssim,st_lpips,artifact",
+        help="Comma-separated metrics; on request st_lpips_vgg, and lpips_alex, lpips_vgg (need torchvision's ImageNet weights).",
     ),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     engine: str = typer.Option("onnxruntime", help="onnxruntime or torch."),
@@ -213,7 +214,8 @@ def evaluate_models(
     table = summarise(rows)
     typer.echo(f"{data_name} x{scale}, {len(pairs)} images (per-image values: {csv_file})")
     columns = [("psnr_y", "PSNR-Y", 7, 2), ("ssim_y", "SSIM-Y", 7, 4), ("ms_ssim", "MS-SSIM", 8, 4),
-               ("st_lpips", "ST-LPIPS", 9, 4), ("st_lpips_vgg", "ST-LPIPS-VGG", 13, 4), ("artifact", "artifact", 9, 2)]  # fmt: skip
+               ("st_lpips", "ST-LPIPS", 9, 4), ("st_lpips_vgg", "ST-LPIPS-VGG", 13, 4), ("lpips_alex", "LPIPS-alex", 11, 4),
+               ("lpips_vgg", "LPIPS-VGG", 10, 4), ("artifact", "artifact", 9, 2)]  # fmt: skip
     columns = [c for c in columns if any(m[c[0]] is not None for m in table.values())]
     typer.echo(f"{'model':<24} " + " ".join(f"{title:>{w}}" for _, title, w, _ in columns))
     trained = {label: judges_trained_on(up.model_path) for label, up in upscalers.items()}

@@ -22,15 +22,18 @@ from sr_tool.image_io import LoadedImage, quantise, read_image, to_tensor, write
 from sr_tool.metrics import deep_distance, deep_target, ms_ssim_rgb, psnr_y, spectral_excess, ssim_y
 from sr_tool.resize import imresize
 
-METRICS = ("psnr_y", "ssim_y", "ms_ssim", "st_lpips", "artifact", "st_lpips_vgg")
+METRICS = ("psnr_y", "ssim_y", "ms_ssim", "st_lpips", "artifact", "st_lpips_vgg", "lpips_alex", "lpips_vgg")
 # st_lpips is AlexNet ST-LPIPS (the usual metric); st_lpips_vgg, on request, is a second deep-feature
-# judge for models trained on the AlexNet one. artifact is metrics.spectral_excess: its summary is the
-# median over images (a model is flagged when it exceeds metrics.ARTIFACT_THRESHOLD), the others' the mean.
+# judge for models trained on the AlexNet one; lpips_alex / lpips_vgg (classic LPIPS) need torchvision's
+# ImageNet weights, fetched once. artifact is metrics.spectral_excess: its summary is the median over
+# images (a model is flagged when it exceeds metrics.ARTIFACT_THRESHOLD), the others' the mean.
 DEFAULT_METRICS = METRICS[:5]
 #: The deep network of each judge (see sr_tool.losses.LOSS_NETWORKS), to mark judges a model trained on.
-JUDGE_NETWORKS = {"st_lpips": "st-lpips-alex", "st_lpips_vgg": "st-lpips-vgg"}
+JUDGE_NETWORKS = {"st_lpips": "st-lpips-alex", "st_lpips_vgg": "st-lpips-vgg", "lpips_alex": "lpips-alex",
+                  "lpips_vgg": "lpips-vgg"}  # fmt: skip
 _MEDIAN_METRICS = {"artifact"}
-_DEEP = {"st_lpips": "alex", "st_lpips_vgg": "vgg"}
+_DEEP = {"st_lpips": ("st", "alex"), "st_lpips_vgg": ("st", "vgg"), "lpips_alex": ("classic", "alex"),
+         "lpips_vgg": ("classic", "vgg")}  # fmt: skip
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
@@ -51,6 +54,8 @@ class EvalRow:
     st_lpips: float | None
     artifact: float | None = None
     st_lpips_vgg: float | None = None
+    lpips_alex: float | None = None
+    lpips_vgg: float | None = None
 
 
 def judges_trained_on(model_file: str | Path | None) -> set[str]:
@@ -104,9 +109,15 @@ def evaluate(
     unknown = set(metrics) - set(METRICS)
     if unknown:
         raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {', '.join(METRICS)}")
-    from sr_tool.losses.deep import load_st_lpips
+    from sr_tool.losses.deep import load_lpips, load_st_lpips
 
-    distances = {metric: load_st_lpips(net) for metric, net in _DEEP.items() if metric in metrics}
+    distances = {}
+    for metric, (kind, net) in _DEEP.items():
+        if metric in metrics:
+            try:
+                distances[metric] = load_st_lpips(net) if kind == "st" else load_lpips(net)
+            except RuntimeError as err:  # classic LPIPS offline without cached ImageNet weights
+                raise ValueError(f"{metric}: {err}") from err
     rows, outputs = [], {name: {} for name in upscalers}
     for pair in pairs:  # image by image: the ground truth's deep features are computed once for all models
         targets = {metric: deep_target(pair.hr, d, scale) for metric, d in distances.items()}
@@ -131,6 +142,8 @@ def evaluate(
                     st_lpips=deep.get("st_lpips"),
                     artifact=float(spectral_excess(sr, pair.hr, scale)) if "artifact" in metrics else None,
                     st_lpips_vgg=deep.get("st_lpips_vgg"),
+                    lpips_alex=deep.get("lpips_alex"),
+                    lpips_vgg=deep.get("lpips_vgg"),
                 )
             )
     order = {name: i for i, name in enumerate(upscalers)}

@@ -103,3 +103,33 @@ def test_judges_a_model_trained_on_are_read_from_its_card(tmp_path):
     assert judges_trained_on(model) == {"st_lpips"}
     (tmp_path / "m.json").write_text(json.dumps({"loss": "l1"}))
     assert judges_trained_on(model) == set() and judges_trained_on(None) == set()
+
+
+def test_classic_lpips_judge_offline_is_one_clear_error(tmp_path, data_dir, monkeypatch):
+    import sr_tool.losses.deep as deep
+
+    def offline(net, weights):
+        raise RuntimeError("LPIPS (alex) needs torchvision's ImageNet alex weights, which could not be fetched")
+
+    monkeypatch.setattr(deep, "_imagenet_trunk_state", offline)
+    folder = tmp_path / "set"
+    folder.mkdir()
+    Image.open(data_dir / "Set5" / "HR" / "baby.png").crop((0, 0, 64, 64)).save(folder / "baby.png")
+    result = runner.invoke(app, ["eval", "--model", "bicubic", "--data", str(folder), "-x", "2", "--csv",
+                                 str(tmp_path / "e.csv"), "--metrics", "psnr_y,lpips_alex"])  # fmt: skip
+    assert result.exit_code == 2 and "lpips_alex: LPIPS (alex) needs" in result.output, result.output
+
+
+def test_classic_lpips_judge_scores_when_its_backbone_is_there(data_dir, monkeypatch):
+    import torchvision
+
+    import sr_tool.losses.deep as deep
+
+    def random_trunk(net, weights):  # stands in for torchvision's cached ImageNet weights
+        trunk = torchvision.models.alexnet() if net == "alex" else torchvision.models.vgg16()
+        return {k[len("features.") :]: v for k, v in trunk.state_dict().items() if k.startswith("features.")}
+
+    monkeypatch.setattr(deep, "_imagenet_trunk_state", random_trunk)
+    pairs = load_pairs(data_dir / "Set5", 4)[:2]
+    rows, _ = evaluate({"bicubic": Upscaler("bicubic", 4)}, pairs, 4, metrics=["psnr_y", "lpips_alex"])
+    assert all(r.lpips_alex is not None and r.lpips_alex > 0 and r.st_lpips is None for r in rows)

@@ -24,7 +24,8 @@ from sr_tool.evaluate import judges_trained_on, read_csv, summarise
 
 SETS = ("Set5", "Set14", "BSD100")
 COLUMNS = {"psnr_y": ("PSNR-Y", 2), "ssim_y": ("SSIM-Y", 4), "ms_ssim": ("MS-SSIM", 5), "st_lpips": ("ST-LPIPS", 4),
-           "st_lpips_vgg": ("ST-LPIPS (VGG)", 4), "artifact": ("artifact", 2)}  # fmt: skip
+           "st_lpips_vgg": ("ST-LPIPS (VGG)", 4), "lpips_alex": ("LPIPS (alex)", 4), "lpips_vgg": ("LPIPS (VGG)", 4),
+           "artifact": ("artifact", 2)}  # fmt: skip
 COMMAND = "srtool eval -m pixel -m msssim -m perceptual --data ../shared/data/{set} -x {scale} --metrics {metrics}"
 
 
