@@ -83,7 +83,7 @@ def folder_row(folder: Path, count: int, rows: list) -> None:
     for image in decoded:
         up.upscale(image)
     compute = time.perf_counter() - start
-    jobs = plan_jobs(collect_inputs([str(images)]), folder / "out", suffix="_x4")
+    jobs = plan_jobs(collect_inputs([str(images)]).files, folder / "out", suffix="_x4")
     result = run_batch(jobs, [up])
     assert len(result.done) == count, result.failed
     rows.append((f"folder of {count} PNGs 128->512, pure compute", f"{compute:.2f} s", ""))

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sr_tool.files import TEMP_SUFFIX
-from sr_tool.image_io import DEFAULT_MAX_PIXELS, FORMATS, ImageReadError, ImageWriteError, read_image, write_image
+from sr_tool.image_io import (DEFAULT_MAX_PIXELS, FORMATS, ImageReadError, ImageWriteError, is_srtool_output, read_image,
+                              write_image)  # fmt: skip
 
 INPUT_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
 _FORMAT_SUFFIX = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "webp": ".webp", "tif": ".tif", "tiff": ".tif"}
@@ -56,26 +57,42 @@ class BatchResult:
         return not self.failed and not self.interrupted
 
 
-def collect_inputs(inputs: Sequence[str], recursive: bool = False) -> list[tuple[Path, Path]]:
-    """(file, base folder) for every input file: files as given, folders' images, glob matches."""
+@dataclass
+class Inputs:
+    files: list[tuple[Path, Path]]  # (file, base folder) to upscale
+    own_outputs: list[Path]  # found in folders or globs but written by srtool: never upscaled again
+
+
+def collect_inputs(inputs: Sequence[str], recursive: bool = False) -> Inputs:
+    """(file, base folder) for every input file: files as given, folders' images, glob matches.
+
+    Files that srtool wrote (:func:`~sr_tool.image_io.is_srtool_output`) are left out of folders and
+    globs, so that rerunning a command does not upscale its own outputs; a file named on its own is
+    always taken (upscaling an output again is then a choice)."""
     found: list[tuple[Path, Path]] = []
+    own: list[Path] = []
+
+    def expanded(files: list[Path], base_of) -> None:
+        for p in files:
+            (own.append(p) if is_srtool_output(p) else found.append((p, base_of(p))))
+
     for item in inputs:
         path = Path(item)
         if path.is_dir():
             pattern = "**/*" if recursive else "*"
             files = sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in INPUT_SUFFIXES)
-            found += [(p, path) for p in files]
+            expanded(files, lambda p, base=path: base)
         elif path.is_file():
             found.append((path, path.parent))
         elif glob.has_magic(item):
             matches = sorted(Path(p) for p in glob.glob(item, recursive=recursive) if Path(p).is_file())
             if not matches:
                 raise BatchError(f"{item}: no files match")
-            found += [(p, p.parent) for p in matches]
+            expanded(matches, lambda p: p.parent)
         else:
             raise BatchError(f"{item}: no such file or folder")
     unique = {p.resolve(): (p, base) for p, base in found}
-    return list(unique.values())
+    return Inputs(list(unique.values()), own)
 
 
 def plan_jobs(
@@ -87,7 +104,8 @@ def plan_jobs(
 ) -> list[Job]:
     """Output path of each input. Without ``output``: beside the input, ``<stem><suffix>.<ext>``.
     With an image-file ``output`` and one input: that file. Else ``output`` is a folder that mirrors
-    the inputs' layout below their base folder. Never the input itself."""
+    the inputs' layout below their base folder. Never the input itself. An input that is another
+    input's output (``a_x2.png`` beside ``a.png``, from an earlier run) is not planned again."""
     if fmt is not None and fmt.lower() not in _FORMAT_SUFFIX:
         raise BatchError(f"unknown format {fmt!r}; use one of {', '.join(sorted(set(_FORMAT_SUFFIX)))}")
     out = Path(output) if output is not None else None
@@ -107,6 +125,8 @@ def plan_jobs(
         if target.resolve() == source.resolve():
             raise BatchError(f"{source}: the output would overwrite the input; use --suffix or -o")
         jobs.append(Job(source, target))
+    targets = {j.target.resolve() for j in jobs}
+    jobs = [j for j in jobs if j.source.resolve() not in targets]
     targets = [j.target.resolve() for j in jobs]
     if len(set(targets)) != len(targets):
         raise BatchError("two inputs would write the same output file; use -o with a folder")

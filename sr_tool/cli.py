@@ -63,7 +63,9 @@ def upscale(
 
     try:
         model = model or default_model()
-        jobs = plan_jobs(collect_inputs(inputs, recursive), output, suffix=suffix if suffix is not None else f"_x{scale:g}", fmt=fmt)
+        found = collect_inputs(inputs, recursive)
+        jobs = plan_jobs(found.files, output, suffix=suffix if suffix is not None else f"_x{scale:g}", fmt=fmt)
+        own_outputs = len(found.own_outputs) + len(found.files) - len(jobs)
         if shard_spec:
             jobs = shard(jobs, *parse_shard(shard_spec))
         tiles = TileSettings(tile=tile or None, pad=tile_pad, batch_size=batch_size or None)
@@ -73,6 +75,9 @@ def upscale(
         ]
     except (BatchError, EngineError, ModelNotFound, ValueError) as err:
         _fail(str(err))
+    if own_outputs:
+        typer.echo(f"note: {own_outputs} file(s) are srtool outputs (marked by srtool, or another input's output "
+                   "name): not upscaled again; name a file on its own to upscale it anyway", err=True)  # fmt: skip
     for u in upscalers:
         for warning in u.warnings:
             typer.echo(f"warning: {warning}", err=True)

@@ -35,6 +35,10 @@ FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".ti
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _EXIF_ORIENTATION = 0x0112
+_EXIF_SOFTWARE = 0x0131
+#: Every file srtool writes names it in the EXIF Software tag, so that a rerun over a folder does
+#: not take srtool's own outputs for inputs (see :func:`is_srtool_output`).
+SOFTWARE = "srtool"
 _PIL_LIMIT_LOCK = threading.Lock()
 
 
@@ -175,6 +179,28 @@ class _open_without_pillow_limit:
             self.img.close()
 
 
+def is_srtool_output(path: str | Path) -> bool:
+    """Whether ``path`` is an image that srtool wrote (its EXIF Software tag), from the header alone.
+    Unreadable files are not srtool outputs (reading them later reports why)."""
+    try:
+        with _open_without_pillow_limit(Path(path)) as img:
+            software = img.getexif().get(_EXIF_SOFTWARE, "")
+    except Exception:
+        return False
+    return isinstance(software, str) and software.split(" ")[0] == SOFTWARE
+
+
+def _stamped_exif(exif: bytes | None) -> bytes:
+    """The source's EXIF (if any) with Software set to srtool."""
+    from sr_tool import __version__
+
+    tags = Image.Exif()
+    if exif:
+        tags.load(exif)
+    tags[_EXIF_SOFTWARE] = f"{SOFTWARE} {__version__}"
+    return tags.tobytes()
+
+
 def _check_pixel_limit(path: Path, size: tuple[int, int], max_pixels: int | None) -> None:
     w, h = size
     if max_pixels is not None and w * h > max_pixels:
@@ -295,7 +321,7 @@ def write_image(
     ``pixels``: a float tensor 1xCxHxW or CxHxW in [0, 1], or a channel-last HxWxC numpy array
     (float in [0, 1], uint8 or uint16), C = 1 or 3. ``alpha`` likewise with one channel.
     The format comes from the suffix (.png, .jpg/.jpeg, .webp, .tif/.tiff). ICC profile and EXIF are
-    taken from ``info``. ``bit_depth`` defaults to the source's; 16 bits are written where the format
+    taken from ``info``; EXIF Software is set to srtool (:func:`is_srtool_output`). ``bit_depth`` defaults to the source's; 16 bits are written where the format
     allows (PNG; gray TIFF), 8 elsewhere. JPEG cannot hold alpha: it is dropped there.
     """
     path = Path(path)
@@ -303,6 +329,7 @@ def write_image(
     if fmt is None:
         raise ImageWriteError(path, f"unknown output format {path.suffix!r}; use one of {', '.join(sorted(FORMATS))}")
     info = info or ImageInfo()
+    exif = _stamped_exif(info.exif)
     depth = bit_depth or info.bit_depth
     color = _channel_last(pixels)
     if color.shape[2] not in (1, 3):
@@ -317,11 +344,11 @@ def write_image(
     try:
         with atomic_output(path) as tmp:
             if sixteen and fmt == "PNG":
-                _write_png16(tmp, planes, info)
+                _write_png16(tmp, planes, info, exif)
             else:
                 img = Image.fromarray(planes[:, :, 0] if planes.shape[2] == 1 else planes)
                 del planes  # Pillow holds its own copy: keep peak memory near one image
-                img.save(tmp, format=fmt, **_save_options(fmt, info, quality))
+                img.save(tmp, format=fmt, exif=exif, **_save_options(fmt, info, quality))
     except (OSError, ValueError) as exc:
         raise ImageWriteError(path, f"cannot write image ({_describe(exc)})") from exc
     return path
@@ -356,8 +383,6 @@ def _save_options(fmt: str, info: ImageInfo, quality: int) -> dict:
     opts: dict = {}
     if info.icc_profile:
         opts["icc_profile"] = info.icc_profile
-    if info.exif:
-        opts["exif"] = info.exif
     if fmt == "JPEG":
         opts.update(quality=quality, subsampling=0 if quality >= 90 else 2, optimize=True)
     elif fmt == "WEBP":
@@ -371,7 +396,7 @@ def _save_options(fmt: str, info: ImageInfo, quality: int) -> dict:
     return opts
 
 
-def _write_png16(tmp: Path, planes: np.ndarray, info: ImageInfo) -> None:
+def _write_png16(tmp: Path, planes: np.ndarray, info: ImageInfo, exif: bytes) -> None:
     height, width, channels = planes.shape
     writer = png.Writer(
         width, height, greyscale=channels in (1, 2), alpha=channels in (2, 4), bitdepth=16, compression=1
@@ -381,9 +406,7 @@ def _write_png16(tmp: Path, planes: np.ndarray, info: ImageInfo) -> None:
     extra = []
     if info.icc_profile:
         extra.append((b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(info.icc_profile)))
-    if info.exif:
-        exif = info.exif[6:] if info.exif.startswith(b"Exif\x00\x00") else info.exif
-        extra.append((b"eXIf", exif))
+    extra.append((b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
     chunks = list(png.Reader(bytes=buffer.getvalue()).chunks())
     with open(tmp, "wb") as f:
         png.write_chunks(f, chunks[:1] + extra + chunks[1:])  # metadata goes right after IHDR

@@ -136,3 +136,30 @@ def test_ctrl_c_leaves_only_complete_outputs_and_a_rerun_finishes(tmp_path):
     assert len(list(out.glob("*.png"))) == 24 and not _temps(out)
     for path in out.glob("*.png"):
         assert read_image(path).size == (640, 640)
+
+
+def test_a_rerun_never_upscales_its_own_outputs(tmp_path):
+    rng = np.random.default_rng(1)
+    for name in ("a.png", "sub/b.png"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)).save(tmp_path / name)
+    model = tiny_onnx(2)
+    for _ in range(3):  # beside the inputs, as the Ctrl-C advice ("rerun the same command") would do
+        assert _run(tmp_path, "-r", "-x", "2", "--model", model).exit_code == 0
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.png")) == [
+        "a.png", "a_x2.png", "sub/b.png", "sub/b_x2.png"]  # fmt: skip
+    for _ in range(2):  # -o inside the input folder
+        assert _run(tmp_path, "-r", "-x", "2", "--model", model, "-o", tmp_path / "out").exit_code == 0
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png")) == [
+        "a_x2.png", "sub/b_x2.png"]  # fmt: skip
+    result = _run(tmp_path / "a_x2.png", "-x", "2", "--model", model)  # named on its own: the user's choice
+    assert result.exit_code == 0 and (tmp_path / "a_x2_x2.png").is_file()
+
+
+def test_outputs_of_an_older_version_without_the_mark_are_recognised_by_name(tmp_path):
+    rng = np.random.default_rng(2)
+    for name in ("a.png", "a_x2.png"):  # a_x2.png as an older srtool (or anyone) wrote it: no mark
+        Image.fromarray(rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)).save(tmp_path / name)
+    result = runner.invoke(app, ["upscale", str(tmp_path), "-x", "2", "--model", str(tiny_onnx(2)), "--device", "cpu"])
+    assert result.exit_code == 0 and "1 file(s) are srtool outputs" in result.output, result.output
+    assert not (tmp_path / "a_x2_x2.png").exists()

@@ -9,7 +9,7 @@ import torch
 from PIL import Image, ImageCms, ImageOps
 
 from sr_tool.files import TEMP_SUFFIX
-from sr_tool.image_io import ImageInfo, ImageReadError, ImageWriteError, read_image, write_image
+from sr_tool.image_io import ImageInfo, ImageReadError, ImageWriteError, is_srtool_output, read_image, write_image
 
 SRGB_ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
@@ -273,3 +273,17 @@ def test_reads_real_benchmark_images(data_dir):
     assert bridge.is_gray
     jpeg = read_image(next((data_dir / "BSD100" / "HR").glob("*.jpg")))
     assert jpeg.pixels.shape[1] == 3 and jpeg.info.format == "JPEG"
+
+
+@pytest.mark.parametrize("name", ["o.png", "o.jpg", "o.webp", "o.tif", "o16.png"])
+def test_every_written_file_is_marked_as_srtool_output_and_keeps_its_exif(tmp_path, name):
+    exif = Image.Exif()
+    exif[0x010F] = "test-camera"
+    pixels = np.full((6, 5, 3), 40000 if name == "o16.png" else 120, np.uint16 if name == "o16.png" else np.uint8)
+    info = ImageInfo(exif=exif.tobytes(), bit_depth=16 if name == "o16.png" else 8)
+    write_image(tmp_path / name, pixels, info=info)
+    assert is_srtool_output(tmp_path / name)
+    assert Image.open(tmp_path / name).getexif().get(0x010F) == "test-camera"
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "plain.png")
+    (tmp_path / "junk.png").write_bytes(b"not an image")
+    assert not is_srtool_output(tmp_path / "plain.png") and not is_srtool_output(tmp_path / "junk.png")
