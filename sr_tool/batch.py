@@ -12,6 +12,7 @@ Progress goes to an ``on_event`` callback; this module never prints.
 from __future__ import annotations
 
 import glob
+import os
 import queue
 import threading
 import time
@@ -110,6 +111,8 @@ def plan_jobs(
         raise BatchError(f"unknown format {fmt!r}; use one of {', '.join(sorted(set(_FORMAT_SUFFIX)))}")
     out = Path(output) if output is not None else None
     single_file = out is not None and out.suffix.lower() in FORMATS and not out.is_dir()
+    if out is not None and not single_file and out.exists() and not out.is_dir():
+        raise BatchError(f"-o {out}: an existing file that is not an image; give a folder or an image file name")
     if single_file and len(inputs) != 1:
         raise BatchError(f"{out}: an output file takes one input, got {len(inputs)}; give a folder")
     jobs = []
@@ -133,15 +136,33 @@ def plan_jobs(
     return jobs
 
 
+def check_writable(jobs: Sequence[Job]) -> None:
+    """Raise :class:`BatchError` naming the first output folder that cannot be created or written,
+    before any image is upscaled."""
+    checked: set[Path] = set()
+    for job in jobs:
+        folder = job.target.parent
+        if folder in checked:
+            continue
+        checked.add(folder)
+        existing = folder
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise BatchError(f"{folder}: cannot create the output folder ({existing} is a file)")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise BatchError(f"{existing}: output folder is not writable")
+
+
 def parse_shard(text: str) -> tuple[int, int]:
-    """'K/N' -> (K, N), 0 <= K < N."""
+    """'K/N' (shards count from 1, as SLURM array ids are usually written: 1/8 .. 8/8) -> (K - 1, N)."""
     try:
         k, n = (int(v) for v in text.split("/"))
     except ValueError:
-        raise BatchError(f"--shard takes K/N, e.g. 0/4, got {text!r}") from None
-    if not (n >= 1 and 0 <= k < n):
-        raise BatchError(f"--shard K/N needs 0 <= K < N, got {text!r}")
-    return k, n
+        raise BatchError(f"--shard takes K/N, e.g. 1/4, got {text!r}") from None
+    if not (n >= 1 and 1 <= k <= n):
+        raise BatchError(f"--shard K/N needs 1 <= K <= N (shards count from 1), got {text!r}")
+    return k - 1, n
 
 
 def shard(jobs: Sequence[Job], k: int, n: int) -> list[Job]:

@@ -53,11 +53,13 @@ def upscale(
     threads: int = typer.Option(0, help="CPU threads for inference; 0 = all."),
     fp16: bool = typer.Option(False, "--fp16", help="Half precision (torch engine on CUDA)."),
     max_pixels: int = typer.Option(150_000_000, help="Refuse inputs with more pixels (decompression bombs)."),
-    shard_spec: str = typer.Option(None, "--shard", help="K/N: process only the K-th of N shards."),
+    shard_spec: str = typer.Option(
+        None, "--shard", help="K/N: process only the K-th of N disjoint shards, counted from 1 (1/8 .. 8/8; e.g. $SLURM_ARRAY_TASK_ID/8 with --array=1-8)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Upscale images. Exit code 0: all done; 1: some files failed; 2: usage error; 130: interrupted."""
-    from sr_tool.batch import BatchError, collect_inputs, parse_shard, plan_jobs, run_batch, shard
+    from sr_tool.batch import INPUT_SUFFIXES, BatchError, check_writable, collect_inputs, parse_shard, plan_jobs, run_batch, shard
     from sr_tool.engine import EngineError, parse_devices
     from sr_tool.upscale import ModelNotFound, TileSettings, Upscaler, default_model
 
@@ -66,6 +68,10 @@ def upscale(
         found = collect_inputs(inputs, recursive)
         jobs = plan_jobs(found.files, output, suffix=suffix if suffix is not None else f"_x{scale:g}", fmt=fmt)
         own_outputs = len(found.own_outputs) + len(found.files) - len(jobs)
+        if not jobs and not own_outputs:
+            raise BatchError(f"no images found in {', '.join(inputs)} (looked for {', '.join(sorted(INPUT_SUFFIXES))}"
+                             + ("" if recursive else "; -r descends into sub-folders") + ")")  # fmt: skip
+        check_writable(jobs)
         if shard_spec:
             jobs = shard(jobs, *parse_shard(shard_spec))
         tiles = TileSettings(tile=tile or None, pad=tile_pad, batch_size=batch_size or None)
@@ -91,10 +97,12 @@ def upscale(
     with progress:
         result = run_batch(jobs, upscalers, overwrite=overwrite, quality=quality, max_pixels=max_pixels,
                            on_event=progress.event)  # fmt: skip
-    for failure in result.failed:
+    if result.failed:
+        typer.echo(f"{len(result.failed)} failed:", err=True)
+    for failure in result.failed:  # printed as they happened too; repeated here for the record
         typer.echo(f"error: {failure.source}: {failure.reason}", err=True)
     rate = result.megapixels / result.seconds if result.seconds else 0.0
-    summary = (f"{len(result.done)} written, {len(result.skipped)} skipped (exist; --overwrite), "
+    summary = (f"{len(result.done)} written, {len(result.skipped)} skipped (outputs already exist; --overwrite replaces them), "
                f"{len(result.failed)} failed in {result.seconds:.1f} s ({rate:.2f} output MP/s)")  # fmt: skip
     if result.interrupted:
         typer.echo(f"interrupted: {summary}; rerun the same command to continue", err=True)
@@ -132,6 +140,9 @@ class _Progress:
     def event(self, kind: str, job, data: dict) -> None:
         import time
 
+        if kind == "failed":  # at once, not only in the summary: a long batch shows its errors as they come
+            message = f"error: {job.source}: {data['reason']}"
+            self.bar.console.print(message, markup=False, highlight=False, soft_wrap=True) if self.bar else typer.echo(message, err=True)
         if self.bar is None:
             return
         if kind == "start":

@@ -116,8 +116,8 @@ class Upscaler:
         threads: int | None = None,
         fp16: bool = False,
     ):
-        if not scale > 0:
-            raise ValueError(f"scale must be positive, got {scale}")
+        if not scale > 1:
+            raise ValueError(f"-x {scale:g}: srtool upscales, so the scale must be above 1 (e.g. 2, 3, 4, 1.5)")
         self.scale = scale
         self.model_path = resolve_model(model, scale)
         self.engine = None
@@ -131,6 +131,8 @@ class Upscaler:
         self.model_scale = self.engine.scale
         self.description = f"{self.model_path.name} x{self.model_scale} on {self.engine.description}"
         self.warnings = list(self.engine.warnings)
+        if fp16 and not (engine == "torch" and self.engine.on_gpu):
+            self.warnings.append("--fp16 applies to the torch engine on a CUDA device only; this runs in fp32")
         if self.model_scale < scale:
             self.warnings.append(f"the largest model is x{self.model_scale}; bicubic does the rest up to x{scale:g}")
         batch = tiles.batch_size or (4 if self.engine.on_gpu else 1)

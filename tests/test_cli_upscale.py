@@ -1,5 +1,6 @@
 """End-to-end `srtool upscale` on files and folders (CliRunner and a real subprocess)."""
 
+import os
 import signal
 import struct
 import subprocess
@@ -103,12 +104,58 @@ def test_usage_errors_exit_2(tmp_path):
     assert _run(tmp_path / "a.png", "--model", "bicubic", "--shard", "3/2").exit_code == 2
 
 
+def test_nothing_is_computed_when_the_output_cannot_be_written(tmp_path):
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        result = _run(tmp_path / "a.png", "--model", "bicubic", "-x", "2", "-o", locked / "sub")
+        if os.access(locked, os.W_OK):  # root ignores permissions: nothing to test there
+            assert result.exit_code == 0
+        else:
+            assert result.exit_code == 2 and "not writable" in result.output
+    finally:
+        locked.chmod(0o700)
+    (tmp_path / "notes.txt").write_text("mine")
+    result = _run(tmp_path / "a.png", "--model", "bicubic", "-x", "2", "-o", tmp_path / "notes.txt")
+    assert result.exit_code == 2 and "not an image" in result.output
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a folder would go")
+    result = _run(tmp_path / "a.png", "--model", "bicubic", "-x", "2", "-o", blocker / "out")
+    assert result.exit_code == 2 and "cannot create the output folder" in result.output
+
+
+def test_empty_folders_scale_one_and_fp16_on_cpu_are_not_silent(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "readme.txt").write_text("no images here")
+    result = _run(tmp_path / "empty", "--model", "bicubic")
+    assert result.exit_code == 2 and "no images found" in result.output
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    for scale in ("1", "0.5"):
+        result = _run(tmp_path / "a.png", "--model", "bicubic", "-x", scale)
+        assert result.exit_code == 2 and "must be above 1" in result.output
+    result = runner.invoke(app, ["upscale", str(tmp_path / "a.png"), "-x", "2", "--model", str(tiny_onnx(2)),
+                                 "--device", "cpu", "--fp16", "-o", str(tmp_path / "h.png")])  # fmt: skip
+    assert result.exit_code == 0 and "--fp16 applies to the torch engine on a CUDA device only" in result.output
+
+
+def test_a_failed_file_is_reported_when_it_happens_and_in_the_summary(tmp_path):
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    (tmp_path / "b.png").write_bytes(b"broken")
+    result = runner.invoke(app, ["upscale", str(tmp_path), "--model", "bicubic", "-x", "2", "-o", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    assert result.output.count("b.png: not an image file") == 2 and "1 failed:" in result.output
+
+
 def test_shards_split_a_folder_without_overlap(tmp_path):
     for i in range(5):
         Image.fromarray(np.full((8, 8, 3), i, np.uint8)).save(tmp_path / f"{i}.png")
     for k in range(2):
-        assert _run(tmp_path, "--model", "bicubic", "-x", "2", "-o", tmp_path / "out", "--shard", f"{k}/2").exit_code == 0
+        assert _run(tmp_path, "--model", "bicubic", "-x", "2", "-o", tmp_path / "out", "--shard", f"{k + 1}/2").exit_code == 0
         assert len(list((tmp_path / "out").iterdir())) == (3 if k == 0 else 5)
+    assert "count from 1" in _run(tmp_path, "--model", "bicubic", "--shard", "0/2").output
 
 
 def test_ctrl_c_leaves_only_complete_outputs_and_a_rerun_finishes(tmp_path):
