@@ -104,6 +104,26 @@ class TrainConfig:
         return cls(**data)
 
 
+def epoch_length(max_steps: int, steps_per_epoch: int) -> int:
+    """Steps per epoch such that the run ends on an epoch's end, where it is validated and
+    checkpointed: ``max_steps`` itself for a run shorter than one epoch, else the largest length up to
+    ``steps_per_epoch`` that divides ``max_steps`` into the same number of epochs, if there is one."""
+    if max_steps <= steps_per_epoch:
+        return max(1, max_steps)
+    epochs = math.ceil(max_steps / steps_per_epoch)
+    return max_steps // epochs if max_steps % epochs == 0 else steps_per_epoch
+
+
+class _NoAdvertisements(logging.Filter):
+    """Drops Lightning's tips that advertise other products (the console is for the run's own news)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage().lower()
+
+
+logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_NoAdvertisements())
+
+
 def lr_factor(step: int, cfg: TrainConfig) -> float:
     """Multiplier of the base learning rate at ``step``: linear warmup, then the schedule."""
     if cfg.warmup_steps and step < cfg.warmup_steps:
@@ -378,6 +398,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
 
     budget = TimeBudget(cfg.time_budget_s) if cfg.time_budget_s > 0 else None  # counts data loading too
     cfg = copy.deepcopy(cfg)  # a time budget refits max_steps; the caller's config stays as given
+    cfg.steps_per_epoch = epoch_length(cfg.max_steps, cfg.steps_per_epoch)
     out_dir = Path(cfg.out_dir)
     ckpt_dir = out_dir / "checkpoints"
     last = ckpt_dir / "last.ckpt"

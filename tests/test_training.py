@@ -17,6 +17,7 @@ from sr_tool.training import (
     TimeBudget,
     TrainConfig,
     TrainingError,
+    epoch_length,
     load_matching_weights,
     lr_factor,
     slim_checkpoint,
@@ -379,3 +380,18 @@ def test_epoch_sampler_moves_on_without_set_epoch():
     assert list(sampler) == [0, 1, 2, 3] and list(sampler) == [4, 5, 6, 7]
     sampler.set_epoch(5)
     assert list(sampler) == [20, 21, 22, 23]
+
+
+def test_epoch_length_ends_runs_on_a_validated_epoch():
+    assert epoch_length(20, 1000) == 20  # a short run is one epoch: it validates and writes best-*.ckpt
+    assert epoch_length(3000, 1000) == 1000 and epoch_length(1500, 1000) == 750
+    assert epoch_length(1501, 1000) == 1000  # no whole split: as configured
+
+
+def test_a_short_run_validates_writes_a_best_checkpoint_and_no_advertisement(folders, tmp_path, caplog):
+    with caplog.at_level("INFO"):
+        result = train(_cfg(folders, tmp_path / "run", max_steps=6, steps_per_epoch=1000, export=True))
+    assert list((tmp_path / "run" / "checkpoints").glob("best-*.ckpt"))
+    assert '"val/psnr_y"' in result.card.read_text()
+    assert "GPU available" in caplog.text  # Lightning's own news is logged ...
+    assert "litlogger" not in caplog.text.lower()  # ... and its advertisement is not
