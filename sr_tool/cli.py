@@ -317,26 +317,34 @@ def export(
     import torch
 
     from sr_tool.image_io import ImageReadError, read_image
+    from sr_tool.training import TrainingError
 
+    source = Path(checkpoint)
+    if not source.is_file():
+        _fail(f"{checkpoint}: no such file")
+    if source.suffix.lower() == ".onnx":
+        _fail(f"{checkpoint}: already an ONNX model, nothing to export (srtool runs it as it is: --model {checkpoint})")
     image = None
     try:
         if parity_image:
             pixels = read_image(parity_image).pixels
             image = (pixels.expand(-1, 3, -1, -1) if pixels.shape[1] == 1 else pixels)[..., :128, :128].contiguous()
-        if Path(checkpoint).suffix == ".ckpt":
+        if source.suffix == ".ckpt":
             from sr_tool.training import export_checkpoint
 
-            onnx_path, card = export_checkpoint(checkpoint, output, fp16=fp16, parity_image=image)
-            typer.echo(f"wrote {onnx_path} and {card}")
+            onnx_path, card = export_checkpoint(source, output, fp16=fp16, parity_image=image)
         else:
-            from sr_tool.archs import load_model
-            from sr_tool.export import export_onnx
+            from sr_tool.export import export_model_file
 
-            model, extra = load_model(checkpoint)
-            report = export_onnx(model, output, loss=str(extra.get("loss", "unknown")), fp16=fp16, parity_image=image)
-            typer.echo(f"wrote {output} (parity: max abs diff {report['max_abs_diff']:.1e})")
-    except (ImageReadError, ValueError, OSError, RuntimeError, KeyError, torch.serialization.pickle.UnpicklingError) as err:
+            onnx_path, card = export_model_file(source, output, fp16=fp16, parity_image=image)
+        typer.echo(f"wrote {onnx_path} and {card}")
+    except TrainingError as err:
         _fail(f"{checkpoint}: {err}")
+    except (ImageReadError, ValueError, OSError) as err:
+        _fail(f"{checkpoint}: {err}")
+    except (RuntimeError, KeyError, EOFError, torch.serialization.pickle.UnpicklingError) as err:  # torch.load on other files
+        _fail(f"{checkpoint}: not a checkpoint or model file that srtool wrote, or it holds objects that safe "
+              f"(weights-only) loading refuses ({type(err).__name__})")  # fmt: skip
 
 
 @app.command()

@@ -102,6 +102,42 @@ def export_onnx(
     return report
 
 
+def export_model_file(
+    source: str | Path, onnx_path: str | Path, *, fp16: bool = False, parity_image: torch.Tensor | None = None
+) -> tuple[Path, Path]:
+    """Export a model file of :func:`sr_tool.archs.save_model` (e.g. a run's ``model.pt``) to ONNX, with
+    a card beside it (``<name>.json``): architecture, parameters, scale, loss, source file and hash,
+    parity. Returns (onnx path, card path)."""
+    import hashlib
+
+    from sr_tool.archs import load_model, parameter_count
+    from sr_tool.losses import loss_networks
+
+    source, onnx_path = Path(source), Path(onnx_path)
+    model, extra = load_model(source)
+    loss = str(extra.get("loss", "unknown"))
+    parity = export_onnx(model, onnx_path, loss=loss, fp16=fp16, parity_image=parity_image)
+    try:
+        networks = loss_networks(loss)
+    except ValueError:  # a loss this version does not know
+        networks = []
+    card = {
+        "name": onnx_path.stem,
+        "srtool_version": __version__,
+        "architecture": asdict(model.config),
+        "parameters": parameter_count(model),
+        "scale": model.config.scale,
+        "loss": loss,
+        "loss_networks": networks,
+        "source": {"file": source.name, "sha256": hashlib.sha256(source.read_bytes()).hexdigest()},
+        "export_parity": parity,
+    }
+    card_path = onnx_path.with_suffix(".json")
+    with atomic_output(card_path) as tmp:
+        tmp.write_text(json.dumps(card, indent=2) + "\n")
+    return onnx_path, card_path
+
+
 def default_parity_image() -> torch.Tensor:
     """A real photo (the Set14 zebra at 146x97, packaged with srtool) for the export parity check."""
     from importlib import resources

@@ -299,8 +299,16 @@ def test_export_cli_from_checkpoint_and_model_file(folders, tmp_path):
     result = runner.invoke(app, ["export", str(tmp_path / "m.pt"), "-o", str(tmp_path / "p.onnx"), "--fp16"])
     assert result.exit_code == 0, result.output
     assert OnnxEngine(tmp_path / "p.onnx", "cpu").metadata["precision"] == "fp16"
+    pt_card = json.loads((tmp_path / "p.json").read_text())  # a model file gets a card too
+    assert pt_card["loss"] == "msssim" and pt_card["scale"] == 3 and len(pt_card["source"]["sha256"]) == 64
     bad = runner.invoke(app, ["export", str(tmp_path / "nope.ckpt"), "-o", str(tmp_path / "x.onnx")])
-    assert bad.exit_code == 2 and "nope.ckpt" in bad.output
+    assert bad.exit_code == 2 and "nope.ckpt: no such file" in bad.output
+    (tmp_path / "junk.ckpt").write_bytes(bytes(range(256)) * 40)
+    bad = runner.invoke(app, ["export", str(tmp_path / "junk.ckpt"), "-o", str(tmp_path / "x.onnx")])
+    assert bad.exit_code == 2 and "junk.ckpt: not a checkpoint or model file that srtool wrote" in bad.output
+    bad = runner.invoke(app, ["export", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "x.onnx")])
+    assert bad.exit_code == 2 and "already an ONNX model" in bad.output and "weights_only" not in bad.output
+    assert not (tmp_path / "x.onnx").exists()
 
 
 def test_shipped_recipes_are_valid_configs():
