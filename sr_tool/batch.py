@@ -14,6 +14,7 @@ from __future__ import annotations
 import glob
 import os
 import queue
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -21,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sr_tool.files import TEMP_SUFFIX
+
+LOCK_SUFFIX = ".srtool-lock"
 from sr_tool.image_io import (DEFAULT_MAX_PIXELS, FORMATS, ImageReadError, ImageWriteError, is_srtool_output, read_image,
                               write_image)  # fmt: skip
 
@@ -48,6 +51,7 @@ class Failure:
 class BatchResult:
     done: list[Job] = field(default_factory=list)
     skipped: list[Job] = field(default_factory=list)
+    busy: list[Job] = field(default_factory=list)  # claimed by another run writing into the same folder
     failed: list[Failure] = field(default_factory=list)
     interrupted: bool = False
     seconds: float = 0.0
@@ -89,11 +93,19 @@ def collect_inputs(inputs: Sequence[str], recursive: bool = False) -> Inputs:
             matches = sorted(Path(p) for p in glob.glob(item, recursive=recursive) if Path(p).is_file())
             if not matches:
                 raise BatchError(f"{item}: no files match")
-            expanded(matches, lambda p: p.parent)
+            expanded(matches, lambda p, base=_glob_base(item): base)
         else:
             raise BatchError(f"{item}: no such file or folder")
     unique = {p.resolve(): (p, base) for p, base in found}
     return Inputs(list(unique.values()), own)
+
+
+def _glob_base(pattern: str) -> Path:
+    """The folder a glob starts from (its parts before the first wildcard): outputs under -o mirror
+    the matches' layout below it, so that ``photos/**/*.jpg`` keeps its sub-folders apart."""
+    parts = Path(pattern).parts
+    fixed = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
+    return Path(*parts[:fixed]) if fixed else Path(".")
 
 
 def plan_jobs(
@@ -130,9 +142,12 @@ def plan_jobs(
         jobs.append(Job(source, target))
     targets = {j.target.resolve() for j in jobs}
     jobs = [j for j in jobs if j.source.resolve() not in targets]
-    targets = [j.target.resolve() for j in jobs]
-    if len(set(targets)) != len(targets):
-        raise BatchError("two inputs would write the same output file; use -o with a folder")
+    by_target: dict[Path, Job] = {}
+    for job in jobs:
+        other = by_target.setdefault(job.target.resolve(), job)
+        if other is not job:
+            raise BatchError(f"{other.source} and {job.source} would both write {job.target}; "
+                             "keep their formats (no --format), or upscale them in separate runs")  # fmt: skip
     return jobs
 
 
@@ -191,6 +206,10 @@ def run_batch(
     Events: ``("start", None, {"total": n})``, ``("skipped", job, {})``, ``("done", job,
     {"megapixels": mp})``, ``("failed", job, {"reason": text})``. Ctrl-C (KeyboardInterrupt in the
     calling thread) stops the workers after their current file and returns with ``interrupted``.
+
+    Each output is claimed before its input is read (an exclusive lock file beside it), so two runs,
+    or shards on a shared file system, pointed at one output folder split the work and never write
+    one file twice; a job another run holds is reported as ``("skipped", job, {"busy": True})``.
     """
     started = time.perf_counter()
     emit = on_event or (lambda *args: None)
@@ -205,7 +224,7 @@ def run_batch(
     emit("start", None, {"total": len(jobs), "todo": len(todo), "skipped": len(result.skipped)})
     for job in result.skipped:
         emit("skipped", job, {})
-    _remove_stale_temps(todo)
+    held: dict[Job, Path] = {}  # our claims, released when a job ends however it ends
 
     stop = threading.Event()
     pending: queue.Queue = queue.Queue()
@@ -215,10 +234,35 @@ def run_batch(
     upscaled: queue.Queue = queue.Queue(maxsize=prefetch)
     done_marker = object()
 
+    def release(job: Job) -> None:
+        with lock:
+            claim = held.pop(job, None)
+        if claim is not None:
+            claim.unlink(missing_ok=True)
+
     def fail(job: Job, reason: str) -> None:
+        release(job)
         with lock:
             result.failed.append(Failure(job.source, reason))
         emit("failed", job, {"reason": reason})
+
+    def claim(job: Job) -> bool:
+        try:
+            claimed = _claim(job.target)
+        except OSError as err:
+            fail(job, f"cannot claim the output {job.target} ({err})")
+            return False
+        if claimed is None or (job.target.exists() and not overwrite):  # another run has it, or just wrote it
+            if claimed is not None:
+                claimed.unlink(missing_ok=True)
+            with lock:
+                result.busy.append(job)
+            emit("skipped", job, {"busy": True})
+            return False
+        with lock:
+            held[job] = claimed
+        _remove_stale_temps(job)  # ours to clean now: no other run is writing this target
+        return True
 
     def put(q: queue.Queue, item) -> bool:
         while not stop.is_set():
@@ -235,6 +279,8 @@ def run_batch(
                 job = pending.get_nowait()
             except queue.Empty:
                 return
+            if not claim(job):
+                continue
             try:
                 image = read_image(job.source, max_pixels=max_pixels)
             except ImageReadError as err:
@@ -272,6 +318,7 @@ def run_batch(
             except (ImageWriteError, OSError) as err:
                 fail(job, getattr(err, "reason", str(err)))
                 continue
+            release(job)
             mp = out.pixels.shape[0] * out.pixels.shape[1] / 1e6
             with lock:
                 result.done.append(job)
@@ -298,6 +345,9 @@ def run_batch(
         # is left inside the inference runtime when the interpreter exits.
         for t in decoders + inferers + encoders:
             t.join()
+    finally:
+        for job in list(held):  # decoded or upscaled but not written (interrupted): free for a rerun
+            release(job)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -308,10 +358,45 @@ def _join(threads: list[threading.Thread]) -> None:
             t.join(timeout=0.2)  # short waits keep the main thread responsive to Ctrl-C
 
 
-def _remove_stale_temps(jobs: Sequence[Job]) -> None:
-    """Temp files an earlier, killed run left beside our targets."""
-    for job in jobs:
-        folder = job.target.parent
-        if folder.is_dir():
-            for stale in folder.glob(f".{job.target.name}.*{TEMP_SUFFIX}"):
-                stale.unlink(missing_ok=True)
+def _remove_stale_temps(job: Job) -> None:
+    """Temp files an earlier, killed run left beside a target we have claimed."""
+    for stale in job.target.parent.glob(f".{job.target.name}.*{TEMP_SUFFIX}"):
+        stale.unlink(missing_ok=True)
+
+
+def _claim(target: Path) -> Path | None:
+    """Create ``target``'s lock file exclusively (O_EXCL, safe on shared file systems) and return it;
+    None while another live run holds it. A lock whose run died on this machine is taken over."""
+    claim_path = target.with_name(f".{target.name}{LOCK_SUFFIX}")
+    claim_path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(claim_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            if not _claim_is_stale(claim_path):
+                return None
+            claim_path.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{socket.gethostname()} {os.getpid()}\n")
+        return claim_path
+    return None
+
+
+def _claim_is_stale(claim_path: Path) -> bool:
+    """A claim left by a process of this machine that no longer runs (killed with -9, power cut).
+    Claims of other machines are respected: delete them by hand if that machine died."""
+    try:
+        host, pid = claim_path.read_text().split()
+        pid_number = int(pid)
+    except (OSError, ValueError):
+        return False  # being written right now, or not ours to judge
+    if host != socket.gethostname():
+        return False
+    try:
+        os.kill(pid_number, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False  # that run is alive

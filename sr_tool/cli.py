@@ -102,7 +102,8 @@ def upscale(
     for failure in result.failed:  # printed as they happened too; repeated here for the record
         typer.echo(f"error: {failure.source}: {failure.reason}", err=True)
     rate = result.megapixels / result.seconds if result.seconds else 0.0
-    summary = (f"{len(result.done)} written, {len(result.skipped)} skipped (outputs already exist; --overwrite replaces them), "
+    busy = f", {len(result.busy)} left to another run writing them" if result.busy else ""
+    summary = (f"{len(result.done)} written, {len(result.skipped)} skipped (outputs already exist; --overwrite replaces them){busy}, "
                f"{len(result.failed)} failed in {result.seconds:.1f} s ({rate:.2f} output MP/s)")  # fmt: skip
     if result.interrupted:
         typer.echo(f"interrupted: {summary}; rerun the same command to continue", err=True)

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -210,3 +211,38 @@ def test_outputs_of_an_older_version_without_the_mark_are_recognised_by_name(tmp
     result = runner.invoke(app, ["upscale", str(tmp_path), "-x", "2", "--model", str(tiny_onnx(2)), "--device", "cpu"])
     assert result.exit_code == 0 and "1 file(s) are srtool outputs" in result.output, result.output
     assert not (tmp_path / "a_x2_x2.png").exists()
+
+
+def test_collisions_name_the_files_and_globs_mirror_their_sub_folders(tmp_path):
+    for name in ("a.png", "a.jpg", "x/c.png", "y/c.png"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / name)
+    result = _run(tmp_path / "a.png", tmp_path / "a.jpg", "--model", "bicubic", "-x", "2", "--format", "png")
+    assert result.exit_code == 2 and "a.png and" in result.output and "a.jpg would both write" in result.output
+    result = _run(f"{tmp_path}/**/c.png", "-r", "--model", "bicubic", "-x", "2", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png")) == [
+        "x/c_x2.png", "y/c_x2.png"]  # fmt: skip
+
+
+def test_two_runs_on_one_output_folder_split_the_work(tmp_path):
+    from sr_tool.batch import LOCK_SUFFIX, Job, run_batch
+    from sr_tool.upscale import Upscaler
+
+    jobs = []
+    for i in range(6):
+        Image.fromarray(np.full((8, 8, 3), i * 40, np.uint8)).save(tmp_path / f"{i}.png")
+        jobs.append(Job(tmp_path / f"{i}.png", tmp_path / "out" / f"{i}_x2.png"))
+    (tmp_path / "out").mkdir()
+    # another live run (this test's own process stands in for it) holds the claims of 0 and 1
+    for i in (0, 1):
+        (tmp_path / "out" / f".{i}_x2.png{LOCK_SUFFIX}").write_text(f"{socket.gethostname()} {os.getpid()}\n")
+    # a run killed with -9 left the claim of 2: its process is gone, so the claim is stale
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / "out" / f".2_x2.png{LOCK_SUFFIX}").write_text(f"{socket.gethostname()} {dead.stdout.strip()}\n")
+    result = run_batch(jobs, [Upscaler("bicubic", 2)])
+    assert sorted(j.source.name for j in result.busy) == ["0.png", "1.png"]
+    assert sorted(j.source.name for j in result.done) == ["2.png", "3.png", "4.png", "5.png"]
+    assert not (tmp_path / "out" / "0_x2.png").exists()
+    left = sorted(p.name for p in (tmp_path / "out").iterdir() if p.name.endswith(LOCK_SUFFIX))
+    assert left == [f".0_x2.png{LOCK_SUFFIX}", f".1_x2.png{LOCK_SUFFIX}"]  # ours released, theirs kept
