@@ -204,7 +204,8 @@ def run_batch(
     """Upscale ``jobs`` with ``upscalers`` (one inference worker each, e.g. one per GPU).
 
     Events: ``("start", None, {"total": n})``, ``("skipped", job, {})``, ``("done", job,
-    {"megapixels": mp})``, ``("failed", job, {"reason": text})``. Ctrl-C (KeyboardInterrupt in the
+    {"megapixels": mp})``, ``("failed", job, {"reason": text})``, ``("warning", job, {"message": text})``
+    (what the output cannot keep: animation frames, alpha in JPEG). Ctrl-C (KeyboardInterrupt in the
     calling thread) stops the workers after their current file and returns with ``interrupted``.
 
     Each output is claimed before its input is read (an exclusive lock file beside it), so two runs,
@@ -286,6 +287,8 @@ def run_batch(
             except ImageReadError as err:
                 fail(job, err.reason)
                 continue
+            for message in _losses_of(image, job.target):
+                emit("warning", job, {"message": message})
             if not put(decoded, (job, image)):
                 return
 
@@ -350,6 +353,16 @@ def run_batch(
             release(job)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _losses_of(image, target: Path) -> list[str]:
+    """What the output cannot keep of this input, in words."""
+    messages = []
+    if image.info.frames > 1:
+        messages.append(f"animated ({image.info.frames} frames): only the first frame is upscaled")
+    if image.alpha is not None and FORMATS.get(target.suffix.lower()) == "JPEG":
+        messages.append("JPEG has no alpha channel: transparency is dropped (use --format png or webp to keep it)")
+    return messages
 
 
 def _join(threads: list[threading.Thread]) -> None:

@@ -141,8 +141,8 @@ class _Progress:
     def event(self, kind: str, job, data: dict) -> None:
         import time
 
-        if kind == "failed":  # at once, not only in the summary: a long batch shows its errors as they come
-            message = f"error: {job.source}: {data['reason']}"
+        if kind in ("failed", "warning"):  # at once, not only in the summary: a long batch shows them as they come
+            message = f"error: {job.source}: {data['reason']}" if kind == "failed" else f"warning: {job.source}: {data['message']}"
             self.bar.console.print(message, markup=False, highlight=False, soft_wrap=True) if self.bar else typer.echo(message, err=True)
         if self.bar is None:
             return

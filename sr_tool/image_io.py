@@ -69,6 +69,7 @@ class ImageInfo:
     bit_depth: int = 8  # 8 or 16 bits per sample
     icc_profile: bytes | None = None
     exif: bytes | None = None  # with the orientation tag removed (it has been applied)
+    frames: int = 1  # frames in the source (animations): only the first is decoded
 
 
 @dataclass
@@ -240,7 +241,8 @@ def _decode(path: Path, img: Image.Image) -> LoadedImage:
     if "exif" in img.info:  # TIFF tags are not EXIF blocks to copy; only carry a real EXIF block
         exif.pop(_EXIF_ORIENTATION, None)
         exif_bytes = exif.tobytes() if len(exif) else None
-    info = ImageInfo(format=img.format, mode=mode, bit_depth=bit_depth, icc_profile=icc, exif=exif_bytes)
+    info = ImageInfo(format=img.format, mode=mode, bit_depth=bit_depth, icc_profile=icc, exif=exif_bytes,
+                     frames=getattr(img, "n_frames", 1))  # fmt: skip
     return LoadedImage(array=color, alpha_array=alpha, info=info)
 
 

@@ -246,3 +246,15 @@ def test_two_runs_on_one_output_folder_split_the_work(tmp_path):
     assert not (tmp_path / "out" / "0_x2.png").exists()
     left = sorted(p.name for p in (tmp_path / "out").iterdir() if p.name.endswith(LOCK_SUFFIX))
     assert left == [f".0_x2.png{LOCK_SUFFIX}", f".1_x2.png{LOCK_SUFFIX}"]  # ours released, theirs kept
+
+
+def test_what_an_output_cannot_keep_is_said(tmp_path):
+    frames = [Image.fromarray(np.full((8, 8), v, np.uint8), "L").convert("P") for v in (0, 120, 240)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    Image.fromarray(np.full((8, 8, 4), 100, np.uint8), "RGBA").save(tmp_path / "alpha.png")
+    result = runner.invoke(app, ["upscale", str(tmp_path / "anim.gif"), "--model", "bicubic", "-x", "2", "-o",
+                                 str(tmp_path / "a.png")])  # fmt: skip
+    assert result.exit_code == 0 and "anim.gif: animated (3 frames): only the first frame" in result.output
+    result = runner.invoke(app, ["upscale", str(tmp_path / "alpha.png"), "--model", "bicubic", "-x", "2", "-o",
+                                 str(tmp_path / "b.jpg")])  # fmt: skip
+    assert result.exit_code == 0 and "transparency is dropped" in result.output
