@@ -205,7 +205,8 @@ def run_batch(
 
     Events: ``("start", None, {"total": n})``, ``("skipped", job, {})``, ``("done", job,
     {"megapixels": mp})``, ``("failed", job, {"reason": text})``, ``("warning", job, {"message": text})``
-    (what the output cannot keep: animation frames, alpha in JPEG). Ctrl-C (KeyboardInterrupt in the
+    (what the output cannot keep: animation frames, alpha in JPEG), ``("tiles", job, {"done": k,
+    "total": n})`` while a big image is upscaled tile by tile. Ctrl-C (KeyboardInterrupt in the
     calling thread) stops the workers after their current file and returns with ``interrupted``.
 
     Each output is claimed before its input is read (an exclusive lock file beside it), so two runs,
@@ -305,8 +306,12 @@ def run_batch(
 
     def infer_worker(upscaler) -> None:
         for job, image in take(decoded):
+            def on_tiles(done: int, total: int, job=job) -> None:
+                if total > 1:
+                    emit("tiles", job, {"done": done, "total": total})
+
             try:
-                out = upscaler.upscale(image)
+                out = upscaler.upscale(image, on_tiles=on_tiles)
             except Exception as exc:  # a model/engine failure on one image must not end the batch
                 fail(job, f"upscaling failed ({type(exc).__name__}: {exc})")
                 continue

@@ -120,6 +120,7 @@ class _Progress:
         self.quiet = quiet
         self.bar = None
         self.task = None
+        self.tile_task = None
         self.megapixels = 0.0
         self.started = 0.0
 
@@ -149,6 +150,11 @@ class _Progress:
         if kind == "start":
             self.started = time.perf_counter()
             self.task = self.bar.add_task("upscaling", total=data["total"], rate="")
+        elif kind == "tiles":  # a big image: its own line, tile by tile, so that "0/1" is not all one sees
+            if self.tile_task is None:
+                self.tile_task = self.bar.add_task("", total=data["total"], rate="tiles")
+            self.bar.update(self.tile_task, description=f"  {job.source.name}", completed=data["done"],
+                            total=data["total"], visible=data["done"] < data["total"])  # fmt: skip
         elif kind in ("done", "skipped", "failed"):
             self.megapixels += data.get("megapixels", 0.0)
             elapsed = max(time.perf_counter() - self.started, 1e-9)

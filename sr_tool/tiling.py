@@ -72,6 +72,9 @@ def _ramp(length: int, start_inner: bool, end_inner: bool, pad: int, blend: int)
     return w
 
 
+TileProgress = Callable[[int, int], None]  # (tiles done, tiles in the image)
+
+
 class TiledRunner:
     """Run ``run_batch`` over an image in overlapping tiles and blend them seamlessly.
 
@@ -93,14 +96,15 @@ class TiledRunner:
     def overlap(self) -> int:
         return 2 * self.pad + self.blend
 
-    def __call__(self, image: np.ndarray, out_dtype=np.float32) -> np.ndarray:
+    def __call__(self, image: np.ndarray, out_dtype=np.float32, on_tiles: TileProgress | None = None) -> np.ndarray:
         """``image``: HxWxC samples, uint8 / uint16 or float in [0, 1], converted to float32 one tile
         at a time (a 1-channel image is fed as 3 equal channels when ``in_channels`` is 3).
         Returns (sH)x(sW)xC', channel-last as image encoders want it, in ``out_dtype``: float32 as
-        computed, uint8 / uint16 quantised (rounded, clamped)."""
+        computed, uint8 / uint16 quantised (rounded, clamped). ``on_tiles(done, total)`` is called
+        after each batch of tiles (progress on big images)."""
         while True:
             try:
-                return self._run(image, out_dtype)
+                return self._run(image, out_dtype, on_tiles)
             except Exception as exc:
                 if not is_out_of_memory(exc) or self.tile // 2 < self.min_tile:
                     raise
@@ -113,7 +117,7 @@ class TiledRunner:
             tile = np.repeat(tile, 3, axis=0)
         return tile
 
-    def _run(self, image: np.ndarray, out_dtype) -> np.ndarray:
+    def _run(self, image: np.ndarray, out_dtype, on_tiles: TileProgress | None) -> np.ndarray:
         h, w = image.shape[:2]
         c = None  # output channels: known after the first batch
         s = self.scale
@@ -150,6 +154,8 @@ class TiledRunner:
                     acc[:, rows, left:right] += result[:, : bottom - top, : right - left] * wt
                     weight[rows, left:right] += wt
                 del results
+                if on_tiles is not None:
+                    on_tiles(row * len(plan.xs) + start + len(xs), len(plan.ys) * len(plan.xs))
         self._finish(out, acc[:, : h * s - band_top], weight[: h * s - band_top], band_top)
         return out
 

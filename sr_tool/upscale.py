@@ -143,7 +143,8 @@ class Upscaler:
     def target_size(self, width: int, height: int) -> tuple[int, int]:
         return max(1, round(width * self.scale)), max(1, round(height * self.scale))
 
-    def upscale(self, image: LoadedImage) -> UpscaledImage:
+    def upscale(self, image: LoadedImage, on_tiles=None) -> UpscaledImage:
+        """``on_tiles(done, total)``: called as the tiles of a big image are done (progress)."""
         width, height = image.size
         out_w, out_h = self.target_size(width, height)
         dtype = np.uint16 if image.info.bit_depth == 16 else np.uint8
@@ -152,7 +153,7 @@ class Upscaler:
         else:
             native = (width * self.model_scale, height * self.model_scale) == (out_w, out_h)
             # A gray image goes in as three equal channels (the model is RGB), their mean comes out.
-            pixels = self.runner(image.array, out_dtype=dtype if native else np.float32)
+            pixels = self.runner(image.array, out_dtype=dtype if native else np.float32, on_tiles=on_tiles)
             if out_w * out_h > RELEASE_ABOVE_PIXELS:  # big images: give the activation arena back
                 self.engine.release_memory()
             if not native:  # nearest larger model, then an antialiased downscale (or bicubic beyond it)

@@ -258,3 +258,15 @@ def test_what_an_output_cannot_keep_is_said(tmp_path):
     result = runner.invoke(app, ["upscale", str(tmp_path / "alpha.png"), "--model", "bicubic", "-x", "2", "-o",
                                  str(tmp_path / "b.jpg")])  # fmt: skip
     assert result.exit_code == 0 and "transparency is dropped" in result.output
+
+
+def test_a_big_image_reports_progress_tile_by_tile(tmp_path):
+    from sr_tool.batch import Job, run_batch
+    from sr_tool.upscale import TileSettings, Upscaler
+
+    Image.fromarray(np.zeros((100, 90, 3), np.uint8)).save(tmp_path / "big.png")
+    events = []
+    up = Upscaler(str(tiny_onnx(2)), 2, device="cpu", tiles=TileSettings(tile=32))
+    run_batch([Job(tmp_path / "big.png", tmp_path / "big_x2.png")], [up], on_event=lambda k, j, d: events.append((k, d)))
+    tiles = [d for k, d in events if k == "tiles"]
+    assert len(tiles) > 3 and tiles[-1]["done"] == tiles[-1]["total"] and events[-1][0] == "done"

@@ -87,3 +87,14 @@ def test_other_errors_are_not_retried():
 
     with pytest.raises(ValueError, match="bad model"):
         TiledRunner(broken, 2, tile=64)(np.zeros((70, 70, 3), np.float32))
+
+
+def test_tile_progress_counts_up_to_every_tile():
+    engine = OnnxEngine(tiny_onnx(4), "cpu")
+    runner = TiledRunner(engine.run_batch, 4, tile=48, pad=16, blend=8, batch_size=3)
+    plan = plan_tiles(100, 130, 48, runner.overlap)
+    calls = []
+    runner(np.zeros((100, 130, 3), np.uint8), on_tiles=lambda done, total: calls.append((done, total)))
+    total = len(plan.ys) * len(plan.xs)
+    assert calls[-1] == (total, total) and all(t == total for _, t in calls)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls) and len(calls) > 2
