@@ -266,7 +266,7 @@ def test_a_big_image_reports_progress_tile_by_tile(tmp_path):
 
     Image.fromarray(np.zeros((100, 90, 3), np.uint8)).save(tmp_path / "big.png")
     events = []
-    up = Upscaler(str(tiny_onnx(2)), 2, device="cpu", tiles=TileSettings(tile=32))
+    up = Upscaler(str(tiny_onnx(2)), 2, device="cpu", tiles=TileSettings(tile=56))
     run_batch([Job(tmp_path / "big.png", tmp_path / "big_x2.png")], [up], on_event=lambda k, j, d: events.append((k, d)))
     tiles = [d for k, d in events if k == "tiles"]
     assert len(tiles) > 3 and tiles[-1]["done"] == tiles[-1]["total"] and events[-1][0] == "done"
