@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import typer
 
 from sr_tool import __version__
@@ -111,6 +113,25 @@ def upscale(
     if not quiet or result.failed:
         typer.echo(summary, err=True)
     raise typer.Exit(1 if result.failed else 0)
+
+
+@contextlib.contextmanager
+def _task_bar(total: int, title: str):
+    """A progress bar on stderr for ``total`` steps; yields ``step(description)``, called as each starts."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn(title), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                   TextColumn("{task.description}"), console=Console(stderr=True), transient=True)  # fmt: skip
+    with bar:
+        task = bar.add_task("", total=total)
+        started = [False]
+
+        def step(description: str) -> None:
+            bar.update(task, advance=1 if started[0] else 0, description=description)
+            started[0] = True
+
+        yield step
 
 
 class _Progress:
@@ -228,7 +249,9 @@ def evaluate_models(
     try:
         pairs = load_pairs(data, scale)
         upscalers = {label: Upscaler(n, scale, engine=engine, device=device) for label, n in zip(labels, names)}
-        rows, outputs = evaluate(upscalers, pairs, scale, metrics=[m.strip() for m in metrics.split(",") if m.strip()])
+        with _task_bar(len(pairs) * len(upscalers), "scoring") as step:
+            rows, outputs = evaluate(upscalers, pairs, scale, metrics=[m.strip() for m in metrics.split(",") if m.strip()],
+                                     on_image=lambda name, image: step(f"{name}: {image}"))  # fmt: skip
     except (ValueError, EngineError, ModelNotFound, ImageReadError, OSError) as err:
         _fail(str(err))
     data_name = Path(data).resolve().name
@@ -298,6 +321,7 @@ def bench(
         for d in device:
             for t in tile:
                 for e in engine:
+                    typer.echo(f"timing {m} on {e}, {d}, tile {t or 'auto'}: a warm-up and {repeats} runs ...", err=True)
                     try:
                         up = Upscaler(m, scale, engine=e, device=d, tiles=TileSettings(tile=t or None),
                                       threads=threads or None)  # fmt: skip

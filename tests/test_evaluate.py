@@ -62,6 +62,7 @@ def test_bench_cli_times_each_engine_and_tile():
     assert len(rows) == 4  # 2 tiles x 2 engines
     assert any("onnxruntime" in r for r in rows) and any(" torch " in r for r in rows)
     assert all(float(r.split()[5]) > 0 for r in rows)  # MP/s
+    assert result.output.count("timing ") == 4  # says what it is doing before each measurement
 
 
 def test_most_different_box_finds_where_two_images_differ():
