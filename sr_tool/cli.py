@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Annotated
 
 import typer
+from typer import Option as Opt
 
 from sr_tool import __version__
+
+# Option groups of the long commands' help
+_DATA, _RUN, _MODEL, _OPTIM, _HARDWARE = "Data", "Run", "Model and loss", "Optimisation", "Hardware"
 
 app = typer.Typer(
     name="srtool",
@@ -297,12 +302,12 @@ def evaluate_models(
 @app.command()
 def bench(
     model: list[str] = typer.Option(["perceptual"], "--model", "-m", help="Model(s) to time (repeatable)."),
-    scale: int = typer.Option(4, "-x", "--scale"),
+    scale: int = typer.Option(4, "-x", "--scale", help="Upscaling factor."),
     device: list[str] = typer.Option(["auto"], "--device", help="Device(s) (repeatable)."),
     engine: list[str] = typer.Option(["onnxruntime", "torch"], "--engine", help="Engine(s) (repeatable)."),
     tile: list[int] = typer.Option([0], "--tile", help="Tile size(s); 0 = automatic (repeatable)."),
     size: str = typer.Option("256x256", help="Input size WxH."),
-    repeats: int = typer.Option(3, min=1),
+    repeats: int = typer.Option(3, min=1, help="Timed runs per measurement (the median is reported), after one warm-up."),
     threads: int = typer.Option(0, help="CPU threads; 0 = all."),
 ) -> None:
     """Megapixels/s for each model x device x tile x engine (ONNX Runtime against PyTorch eager)."""
@@ -391,41 +396,39 @@ def presets() -> None:
 
 @app.command()
 def train(
-    data: list[str] = typer.Option(None, "--data", help="HR training folder (repeatable; searched recursively)."),
-    val: list[str] = typer.Option(None, "--val", help="HR validation folder (repeatable)."),
-    lr_data: list[str] = typer.Option(None, "--lr-data", help="Paired LR folder, one per --data."),
-    config: str = typer.Option(None, "--config", help="YAML recipe, e.g. train/recipes/pixel_x4.yaml."),
-    out: str = typer.Option(None, "--out", "-o", help="Output folder (checkpoints, logs, model.onnx, card)."),
-    scale: int = typer.Option(None, "-x", "--scale", help="Upscaling factor: 2, 3, 4 or 8."),
-    preset: str = typer.Option(None, help="Architecture preset (see `srtool presets`)."),
-    loss: str = typer.Option(None, help="Loss spec, e.g. l1, msssim+l1, 'l1+0.1*stlpips-vgg'."),
-    patch_size: int = typer.Option(None, help="HR crop size in pixels."),
-    batch_size: int = typer.Option(None),
-    max_steps: int = typer.Option(None),
-    time_budget: float = typer.Option(
-        None, "--time-budget", help="Wall seconds for this run: max-steps is fitted so the schedule ends in time."
-    ),
-    steps_per_epoch: int = typer.Option(None, help="Validation and checkpoints every this many steps."),
-    learning_rate: float = typer.Option(None, "--lr", help="Adam learning rate."),
-    schedule: str = typer.Option(None, help="cosine, step or constant."),
-    warmup_steps: int = typer.Option(None),
-    ema_decay: float = typer.Option(None),
-    grad_clip: float = typer.Option(None, help="Max gradient norm (0 = off)."),
-    precision: str = typer.Option(None, help="auto, 32-true, bf16-mixed, 16-mixed."),
-    channels_last: bool = typer.Option(None, "--channels-last/--no-channels-last"),
-    compile: bool = typer.Option(None, "--compile/--no-compile", help="torch.compile the model."),
-    init: str = typer.Option(None, "--init", help="Start from this model (.pt, .ckpt, .onnx)."),
-    resume: bool = typer.Option(None, "--resume/--no-resume", help="Continue from OUT/checkpoints/last.ckpt."),
-    monitor: str = typer.Option(None, help="Best-checkpoint metric: psnr_y, ssim_y, ms_ssim, st_lpips."),
-    seed: int = typer.Option(None),
-    num_workers: int = typer.Option(None),
-    degradations: bool = typer.Option(None, "--degradations/--no-degradations", help="Real-photo LR."),
-    lpips_backbone: str = typer.Option(None, help="Local torchvision AlexNet/VGG16 weights for lpips-* losses."),
-    accelerator: str = typer.Option(None, help="auto, cpu, gpu."),
-    devices: str = typer.Option(None, help="Number of devices, or a list such as 0,1."),
-    num_nodes: int = typer.Option(None),
-    strategy: str = typer.Option(None, help="auto, ddp, ddp_spawn, ..."),
-    export: bool = typer.Option(None, "--export/--no-export", help="Export model.onnx + card at the end."),
+    data: Annotated[list[str] | None, Opt("--data", metavar="FOLDER", help="HR training folder (repeatable; searched recursively).", rich_help_panel=_DATA)] = None,
+    val: Annotated[list[str] | None, Opt("--val", metavar="FOLDER", help="HR validation folder (repeatable); none: no validation.", rich_help_panel=_DATA)] = None,
+    lr_data: Annotated[list[str] | None, Opt("--lr-data", metavar="FOLDER", help="Paired LR folder, one per --data (default: LR made with the MATLAB bicubic).", rich_help_panel=_DATA)] = None,
+    patch_size: Annotated[int | None, Opt(metavar="PX", help="HR crop size in pixels (default: 96).", rich_help_panel=_DATA)] = None,
+    batch_size: Annotated[int | None, Opt(metavar="N", help="Crops per step (default: 16).", rich_help_panel=_DATA)] = None,
+    num_workers: Annotated[int | None, Opt(metavar="N", help="Data loader processes (default: 2).", rich_help_panel=_DATA)] = None,
+    degradations: Annotated[bool | None, Opt("--degradations/--no-degradations", help="Real-photo LR: blur, noise, JPEG (default: off).", rich_help_panel=_DATA)] = None,
+    config: Annotated[str | None, Opt("--config", metavar="YAML", help="Recipe, e.g. train/recipes/pixel_x4.yaml; options given here override it.", rich_help_panel=_RUN)] = None,
+    out: Annotated[str | None, Opt("--out", "-o", metavar="FOLDER", help="Output folder: checkpoints, logs, model.onnx, card (default: runs/srtool).", rich_help_panel=_RUN)] = None,
+    max_steps: Annotated[int | None, Opt(metavar="N", help="Training steps (default: 100000).", rich_help_panel=_RUN)] = None,
+    time_budget: Annotated[float | None, Opt("--time-budget", metavar="SECONDS", help="Wall time for this run: max-steps is fitted so the schedule ends in time (default: off).", rich_help_panel=_RUN)] = None,
+    steps_per_epoch: Annotated[int | None, Opt(metavar="N", help="Validation and checkpoints every this many steps (default: 1000; a shorter run is one epoch).", rich_help_panel=_RUN)] = None,
+    monitor: Annotated[str | None, Opt(metavar="METRIC", help="Best-checkpoint metric: psnr_y, ssim_y, ms_ssim, st_lpips (default: psnr_y).", rich_help_panel=_RUN)] = None,
+    init: Annotated[str | None, Opt("--init", metavar="MODEL", help="Start from this model (.pt, .ckpt, .onnx; matching layers) (default: random).", rich_help_panel=_RUN)] = None,
+    resume: Annotated[bool | None, Opt("--resume/--no-resume", help="Continue exactly from OUT/checkpoints/last.ckpt (default: no).", rich_help_panel=_RUN)] = None,
+    seed: Annotated[int | None, Opt(metavar="N", help="Random seed (default: 0).", rich_help_panel=_RUN)] = None,
+    export: Annotated[bool | None, Opt("--export/--no-export", help="Export model.onnx, model.pt and the card at the end (default: yes).", rich_help_panel=_RUN)] = None,
+    scale: Annotated[int | None, Opt("-x", "--scale", metavar="S", help="Upscaling factor: 2, 3, 4 or 8 (default: 4).", rich_help_panel=_MODEL)] = None,
+    preset: Annotated[str | None, Opt(metavar="NAME", help="Architecture preset, see `srtool presets` (default: srresnet-light).", rich_help_panel=_MODEL)] = None,
+    loss: Annotated[str | None, Opt(metavar="SPEC", help="Loss spec, e.g. l1, msssim+l1, 'l1+0.05*elpips-alex+spectral-excess' (default: l1).", rich_help_panel=_MODEL)] = None,
+    lpips_backbone: Annotated[str | None, Opt(metavar="FILE", help="Local torchvision AlexNet/VGG16 weights for lpips-* losses (default: torchvision's, fetched once).", rich_help_panel=_MODEL)] = None,
+    learning_rate: Annotated[float | None, Opt("--lr", metavar="LR", help="Adam learning rate (default: 0.0002).", rich_help_panel=_OPTIM)] = None,
+    schedule: Annotated[str | None, Opt(metavar="NAME", help="cosine, step or constant (default: cosine).", rich_help_panel=_OPTIM)] = None,
+    warmup_steps: Annotated[int | None, Opt(metavar="N", help="Linear learning-rate warmup (default: 0).", rich_help_panel=_OPTIM)] = None,
+    ema_decay: Annotated[float | None, Opt(metavar="D", help="Decay of the weights' moving average, which is validated and exported (default: 0.999).", rich_help_panel=_OPTIM)] = None,
+    grad_clip: Annotated[float | None, Opt(metavar="NORM", help="Max gradient norm, 0 = off (default: 0.0).", rich_help_panel=_OPTIM)] = None,
+    precision: Annotated[str | None, Opt(metavar="P", help="auto (bf16-mixed on a GPU that has it), 32-true, bf16-mixed, 16-mixed (default: auto).", rich_help_panel=_HARDWARE)] = None,
+    channels_last: Annotated[bool | None, Opt("--channels-last/--no-channels-last", help="channels_last memory layout (default: no).", rich_help_panel=_HARDWARE)] = None,
+    compile: Annotated[bool | None, Opt("--compile/--no-compile", help="torch.compile the model (default: no).", rich_help_panel=_HARDWARE)] = None,
+    accelerator: Annotated[str | None, Opt(metavar="NAME", help="auto, cpu, gpu (default: auto).", rich_help_panel=_HARDWARE)] = None,
+    devices: Annotated[str | None, Opt(metavar="N|LIST", help="Number of devices, or a list such as 0,1 (default: auto).", rich_help_panel=_HARDWARE)] = None,
+    num_nodes: Annotated[int | None, Opt(metavar="N", help="Machines (default: 1).", rich_help_panel=_HARDWARE)] = None,
+    strategy: Annotated[str | None, Opt(metavar="NAME", help="auto, ddp, ddp_spawn, ... (default: auto).", rich_help_panel=_HARDWARE)] = None,
 ) -> None:
     """Train an upscaler with Lightning; ends with model.onnx, its card model.json and model.pt in --out."""
     import logging

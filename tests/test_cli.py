@@ -20,3 +20,38 @@ def test_presets_prints_parameter_counts():
     result = runner.invoke(app, ["presets"])
     assert result.exit_code == 0
     assert "srresnet " in result.output and "1,546,435" in result.output
+
+
+def test_every_option_of_every_command_says_what_it_does():
+    import typer
+
+    from sr_tool.cli import app
+
+    group = typer.main.get_command(app)
+    for name, command in group.commands.items():
+        for param in command.params:
+            if param.param_type_name == "option" and param.name != "help":
+                assert param.help, f"srtool {name} {param.opts[0]} has no help line"
+
+
+def test_train_help_states_the_defaults_training_uses():
+    import re
+
+    import typer
+
+    from sr_tool.cli import app
+    from sr_tool.training import TrainConfig
+
+    fields = {"out": "out_dir", "learning_rate": "lr", "time_budget": "time_budget_s"}
+    words = {"off": (False, 0.0, 0), "no": (False,), "yes": (True,), "random": (None,), "torchvision's, fetched once": (None,)}
+    command = typer.main.get_command(app).commands["train"]
+    checked = 0
+    for param in command.params:
+        match = re.search(r"\(default: ([^;)]+)", param.help or "") if param.param_type_name == "option" else None
+        field = fields.get(param.name, param.name)
+        if not match or not hasattr(TrainConfig, field):
+            continue
+        stated, actual = match[1], getattr(TrainConfig(), field)
+        assert stated == str(actual) or actual in words.get(stated, ()), (param.name, stated, actual)
+        checked += 1
+    assert checked >= 20
