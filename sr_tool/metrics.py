@@ -16,6 +16,8 @@ import torch
 from sr_tool.losses.ssim import ms_ssim, ssim
 
 _Y_WEIGHTS = (65.481, 128.553, 24.966)
+_CB_WEIGHTS = (-37.797, -74.203, 112.0)  # BT.601 studio range, as MATLAB's rgb2ycbcr
+_CR_WEIGHTS = (112.0, -93.786, -18.214)
 
 
 def quantise_8bit(images: torch.Tensor) -> torch.Tensor:
@@ -96,20 +98,22 @@ _EXCESS_BAND = (1 / 12, 1 / 2)  # cycles per pixel: periods of 2 to 12 pixels
 
 def spectral_excess(sr: torch.Tensor, hr: torch.Tensor, shave: int = 0) -> torch.Tensor:
     """Invented periodic energy: the largest ratio, in octaves (log2), of the SR image's power to the
-    ground truth's at any one spatial frequency with a period of 2 to 12 pixels. One value per image;
-    0 for the ground truth itself, negative for a blurry output, NaN for images under 64 px.
+    ground truth's at any one spatial frequency with a period of 2 to 12 pixels, in any of Y, Cb and
+    Cr (gray images: the gray plane). One value per image; 0 for the ground truth itself, negative
+    for a blurry output, NaN for images under 64 px.
 
     Why: a deep-feature loss can teach a generator to paint a regular mesh (srtool's first
     ``perceptual`` x4 drew a diagonal crosshatch of period 8, its loss network's stride, over
-    foliage, fur and gravel). Such a mesh puts energy at a few frequencies where the real scene has
-    little, and no phase-locked or per-pixel check sees it. An honest sharp output approaches the
-    ground truth's spectrum from below; a mesh overshoots it. Measured on luma (Y as for PSNR-Y) with
+    foliage, fur and gravel, with magenta and green speckles in its colours). Such a mesh puts energy
+    at a few frequencies where the real scene has little, and no phase-locked or per-pixel check
+    sees it. An honest sharp output approaches the ground truth's spectrum from below; a mesh
+    overshoots it. Chroma counts: a model that is kept from painting luma paints colour instead.
     Welch's method: Hann-windowed 64 px patches at a 32 px step, power averaged over the image.
     NxCxHxW in [0, 1], quantised to 8 bits first; ``shave`` border pixels removed.
     """
     _check(sr, hr)
-    power_sr, power_hr = (_welch_power(_shave(y_channel(x), shave)) for x in (sr, hr))
-    if power_sr is None:
+    planes_sr, planes_hr = (_ycbcr_planes(_shave(x, shave)) for x in (sr, hr))
+    if min(sr.shape[-2:]) - 2 * shave < _EXCESS_WINDOW:
         return torch.full((sr.shape[0],), float("nan"), dtype=torch.float64)
     window = _EXCESS_WINDOW
     fy = torch.fft.fftfreq(window, dtype=torch.float64)[:, None]
@@ -119,15 +123,26 @@ def spectral_excess(sr: torch.Tensor, hr: torch.Tensor, shave: int = 0) -> torch
     # A floor of one 8-bit level of white noise keeps flat images (ratio of two tiny numbers) quiet.
     hann = torch.hann_window(window, periodic=False, dtype=torch.float64)
     floor = (hann[:, None] * hann[None, :]).pow(2).sum()
-    ratio = torch.log2((power_sr + floor) / (power_hr + floor))
-    return ratio[:, band].amax(dim=1)
+    worst = []
+    for plane_sr, plane_hr in zip(planes_sr, planes_hr):
+        ratio = torch.log2((_welch_power(plane_sr) + floor) / (_welch_power(plane_hr) + floor))
+        worst.append(ratio[:, band].amax(dim=1))
+    return torch.stack(worst).amax(dim=0)
 
 
-def _welch_power(luma: torch.Tensor) -> torch.Tensor | None:
-    """Mean power spectrum (N x W x W//2+1) of Hann-windowed, mean-removed patches of Nx1xHxW luma."""
+def _ycbcr_planes(images: torch.Tensor) -> list[torch.Tensor]:
+    """Nx1xHxW planes on the 8-bit scale: Y (as for PSNR-Y), Cb, Cr for RGB; the gray plane for gray."""
+    if images.shape[1] == 1:
+        return [y_channel(images)]
+    rgb = quantise_8bit(images).double()
+    cb = 128 + (rgb * rgb.new_tensor(_CB_WEIGHTS).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
+    cr = 128 + (rgb * rgb.new_tensor(_CR_WEIGHTS).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
+    return [y_channel(images), cb, cr]
+
+
+def _welch_power(luma: torch.Tensor) -> torch.Tensor:
+    """Mean power spectrum (N x W x W//2+1) of Hann-windowed, mean-removed patches of an Nx1xHxW plane."""
     window, stride = _EXCESS_WINDOW, _EXCESS_STRIDE
-    if min(luma.shape[-2:]) < window:
-        return None
     patches = torch.nn.functional.unfold(luma, window, stride=stride)  # N x W*W x L
     patches = patches.transpose(1, 2).reshape(luma.shape[0], -1, window, window)
     patches = patches - patches.mean(dim=(-2, -1), keepdim=True)

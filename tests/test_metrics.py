@@ -80,7 +80,17 @@ def test_spectral_excess_flags_a_painted_mesh_but_not_blur_or_the_truth():
     mesh = (torch.cos(2 * torch.pi * (rows + cols) / 8) + torch.cos(2 * torch.pi * (rows - cols) / 8)) * 3 / 255
     blurred = _gaussian_blur(hr)
     assert float(spectral_excess(hr, hr)) == 0.0
-    assert float(spectral_excess(blurred, hr)) < 0
+    assert float(spectral_excess(blurred, hr)) <= 0  # (0: the colourless test image has no chroma to lose)
     assert float(spectral_excess((hr + mesh).clamp(0, 1), hr)) > ARTIFACT_THRESHOLD  # a 3-level diagonal mesh
     assert float(spectral_excess((hr + mesh / 6).clamp(0, 1), hr)) < ARTIFACT_THRESHOLD  # half a level: invisible
     assert torch.isnan(spectral_excess(hr[..., :40, :40], hr[..., :40, :40])).all()  # too small to measure
+
+
+def test_spectral_excess_sees_a_mesh_painted_in_colour_only():
+    hr = _texture()
+    rows, cols = torch.meshgrid(torch.arange(192.0), torch.arange(192.0), indexing="ij")
+    mesh = torch.cos(2 * torch.pi * (rows + cols) / 8) * 3 / 255
+    magenta_green = torch.stack([mesh, -mesh, mesh])[None]  # luma nearly unchanged, chroma striped
+    assert float(spectral_excess((hr + magenta_green).clamp(0, 1), hr)) > ARTIFACT_THRESHOLD
+    gray = hr[:, :1]
+    assert float(spectral_excess(gray, gray)) == 0.0
