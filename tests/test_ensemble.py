@@ -23,11 +23,11 @@ def test_both_images_get_the_same_transformation_and_the_draws_vary():
     loss = RandomTransformEnsemble(distance, samples=40, generator=torch.Generator().manual_seed(1))
     image = torch.rand(2, 3, 72, 72)
     assert loss(image, image.clone()) == 0  # identical inputs stay identical under every draw
-    shapes = {tuple(x.shape) for x, _ in distance.seen}
-    assert shapes == {(2, 3, 65, 65), (2, 3, 32, 32)}  # shifted crop, sometimes at half size
+    sides = {x.shape[-1] for x, _ in distance.seen}
+    assert 65 in sides and min(sides) >= 32 and len(sides) > 5  # shifted crop, often resampled by 0.5 to 1
     distance.seen.clear()
     loss(torch.rand(1, 3, 40, 40), torch.rand(1, 3, 40, 40))
-    assert {tuple(x.shape) for x, _ in distance.seen} == {(1, 3, 33, 33)}  # too small to halve
+    assert {tuple(x.shape) for x, _ in distance.seen} <= {(1, 3, 33, 33), (1, 3, 32, 32)}  # kept at 32 px or more
     firsts = {round(float(x[0, 0, 0, 0]), 6) for x, _ in distance.seen}
     assert len(firsts) > 10  # shifts, turns and colour orders really change the view
 

@@ -13,8 +13,12 @@ Transformations, drawn per call and applied identically to prediction and target
 - a translation of 0..``max_shift - 1`` pixels (the crop of the network's stride-8 grid changes);
 - one of the 8 flips / 90-degree turns;
 - a permutation of the colour channels, and per-channel gains in ``1 +- colour_gain``;
-- with probability ``p_downscale``, a 2x box downscale (the pattern must look right at half size too),
-  when the shifted crop is at least ``2 * MIN_HALF_SIZE`` pixels (the deep networks need some size).
+- with probability ``p_downscale``, a downscale by a random factor in [``min_zoom``, 1) (antialiased
+  bilinear), kept at ``MIN_HALF_SIZE`` pixels or more (the deep networks need some size).
+
+The scale matters most. srtool's crosshatch had period 8, the network's stride: a mesh tuned to the
+network's grid survives shifts, flips, turns and colour orders (it is symmetric under all of them)
+and even a 2x downscale (period 4 still divides 8), but not a resampling by 0.8 or 0.65.
 """
 
 from __future__ import annotations
@@ -41,13 +45,14 @@ class RandomTransformEnsemble(nn.Module):
         samples: int = 1,
         max_shift: int = 8,
         colour_gain: float = 0.2,
-        p_downscale: float = 0.25,
+        p_downscale: float = 0.5,
+        min_zoom: float = 0.5,
         generator: torch.Generator | None = None,
     ):
         super().__init__()
         self.distance = distance
         self.samples, self.max_shift = samples, max_shift
-        self.colour_gain, self.p_downscale = colour_gain, p_downscale
+        self.colour_gain, self.p_downscale, self.min_zoom = colour_gain, p_downscale, min_zoom
         self.generator = generator
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -71,8 +76,11 @@ class RandomTransformEnsemble(nn.Module):
         turns, flip = self._randint(4), bool(self._randint(2))
         order = torch.randperm(3, generator=self.generator).tolist()
         gains = 1 + self.colour_gain * (2 * torch.rand(3, generator=self.generator) - 1)
-        halve = float(torch.rand(1, generator=self.generator)) < self.p_downscale
-        halve = halve and min(crop_h, crop_w) >= 2 * MIN_HALF_SIZE
+        zoom = 1.0
+        if float(torch.rand(1, generator=self.generator)) < self.p_downscale:
+            lowest = max(self.min_zoom, MIN_HALF_SIZE / min(crop_h, crop_w))
+            if lowest < 1:
+                zoom = lowest + (1 - lowest) * float(torch.rand(1, generator=self.generator))
 
         def transform(images: torch.Tensor) -> torch.Tensor:
             out = images[:, order, dy : dy + crop_h, dx : dx + crop_w]
@@ -80,8 +88,8 @@ class RandomTransformEnsemble(nn.Module):
             out = torch.rot90(out, turns, dims=(-2, -1))
             if flip:
                 out = out.flip(-1)
-            if halve:
-                out = F.avg_pool2d(out, 2)
+            if zoom < 1:
+                out = F.interpolate(out, scale_factor=zoom, mode="bilinear", antialias=True, align_corners=False)
             return out
 
         return transform
