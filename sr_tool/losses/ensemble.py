@@ -14,7 +14,8 @@ Transformations, drawn per call and applied identically to prediction and target
 - one of the 8 flips / 90-degree turns;
 - a permutation of the colour channels, and per-channel gains in ``1 +- colour_gain``;
 - with probability ``p_downscale``, a downscale by a random factor in [``min_zoom``, 1) (antialiased
-  bilinear), kept at ``MIN_HALF_SIZE`` pixels or more (the deep networks need some size).
+  bilinear), kept at ``MIN_HALF_SIZE`` pixels or more, for views of at least ``2 * MIN_HALF_SIZE``
+  (the deep networks need some size).
 
 The scale matters most. srtool's crosshatch had period 8, the network's stride: a mesh tuned to the
 network's grid survives shifts, flips, turns and colour orders (it is symmetric under all of them)
@@ -79,7 +80,7 @@ class RandomTransformEnsemble(nn.Module):
         zoom = 1.0
         if float(torch.rand(1, generator=self.generator)) < self.p_downscale:
             lowest = max(self.min_zoom, MIN_HALF_SIZE / min(crop_h, crop_w))
-            if lowest < 1:
+            if min(crop_h, crop_w) >= 2 * MIN_HALF_SIZE:  # small views (x2 training crops) stay as they are
                 zoom = lowest + (1 - lowest) * float(torch.rand(1, generator=self.generator))
 
         def transform(images: torch.Tensor) -> torch.Tensor:
