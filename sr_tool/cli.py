@@ -282,7 +282,7 @@ def evaluate_models(
         typer.echo(f"{name:<24} " + " ".join(cells))
     if any(trained.values()):
         typer.echo("* the model's loss trained on this judge's network: not an independent judge")
-    if "artifact" in table[labels[0]] and any((m["artifact"] or 0) > ARTIFACT_THRESHOLD for m in table.values()):
+    if any((m["artifact"] or 0) > ARTIFACT_THRESHOLD for m in table.values()):  # None when not requested
         typer.echo(f"! artifact: the median image has a periodic pattern the ground truth lacks "
                    f"(spectral excess > {ARTIFACT_THRESHOLD}); look with --compare-models")  # fmt: skip
     if compare:
