@@ -402,7 +402,7 @@ def train(
     patch_size: Annotated[int | None, Opt(metavar="PX", help="HR crop size in pixels (default: 96).", rich_help_panel=_DATA)] = None,
     batch_size: Annotated[int | None, Opt(metavar="N", help="Crops per step (default: 16).", rich_help_panel=_DATA)] = None,
     num_workers: Annotated[int | None, Opt(metavar="N", help="Data loader processes (default: 2).", rich_help_panel=_DATA)] = None,
-    degradations: Annotated[bool | None, Opt("--degradations/--no-degradations", help="Real-photo LR: blur, noise, JPEG (default: off).", rich_help_panel=_DATA)] = None,
+    degradations: Annotated[str | None, Opt("--degradations", metavar="PRESET", help="LR made from the HR: clean (MATLAB bicubic), jpeg, first-order or second-order (real-photo blur, resizing, noise, JPEG); a recipe can also change the ranges (default: clean).", rich_help_panel=_DATA)] = None,
     config: Annotated[str | None, Opt("--config", metavar="YAML", help="Recipe, e.g. train/recipes/pixel_x4.yaml; options given here override it.", rich_help_panel=_RUN)] = None,
     out: Annotated[str | None, Opt("--out", "-o", metavar="FOLDER", help="Output folder: checkpoints, logs, model.onnx, card (default: runs/srtool).", rich_help_panel=_RUN)] = None,
     max_steps: Annotated[int | None, Opt(metavar="N", help="Training steps (default: 100000).", rich_help_panel=_RUN)] = None,

@@ -1,8 +1,8 @@
 """Training and validation data for SR: HR image folders, random crops, LR made on the fly.
 
 The DataModule owns the data; LR for training is made on the accelerator by the LightningModule
-(:meth:`sr_tool.training.SRLightningModule.on_after_batch_transfer`) with the MATLAB bicubic, unless
-paired LR folders are given or real-photo degradations are on (those run here, on the CPU workers).
+(:meth:`sr_tool.training.SRLightningModule.on_after_batch_transfer`) with the MATLAB bicubic or the
+real-photo degradations of :mod:`sr_tool.degrade`, unless paired LR folders are given.
 
 Determinism: every sample is a pure function of (seed, epoch, index), so runs repeat exactly and a
 resume from an epoch boundary continues the same sequence.
@@ -21,7 +21,6 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from sr_tool.degrade import Degradation, degrade
 from sr_tool.image_io import ImageReadError, LoadedImage, image_size, quantise, read_image
 
 log = logging.getLogger(__name__)
@@ -63,7 +62,7 @@ class HRCropDataset(Dataset):
 
     Index ``i`` is a sample id (see :class:`EpochSampler`); the crop depends only on (seed, i).
     Items are dicts with ``hr`` (3xPxP uint8) and, with paired LR folders, ``lr`` (3x(P/s)x(P/s)
-    uint8) or, with degradations, ``lr`` as float in [0, 1]. :func:`as_unit_float` converts a batch.
+    uint8). :func:`as_unit_float` converts a batch.
     """
 
     def __init__(
@@ -77,13 +76,11 @@ class HRCropDataset(Dataset):
         lr_folders: Sequence[Path] | None = None,
         hr_folders: Sequence[Path] | None = None,
         cache_bytes: int = 4 << 30,
-        degradation: Degradation | None = None,
     ):
         if patch_size % scale:
             raise DataError(f"patch size {patch_size} must be a multiple of the scale {scale}")
         self.scale, self.patch_size, self.seed = scale, patch_size, seed
         self.samples_per_epoch = samples_per_epoch
-        self.degradation = degradation
         self.sources, skipped_small, readable = [], [], []
         for path in files:
             try:
@@ -148,8 +145,6 @@ class HRCropDataset(Dataset):
             # Still uint8: a quarter of float32's bytes from the workers to the accelerator, where
             # the LightningModule converts.
             item[key] = torch.rot90(value, turns, dims=(1, 2)).contiguous()
-        if self.degradation is not None and "lr" not in item:
-            item["lr"] = degrade(item["hr"].float().div_(255), s, self.degradation, rng)
         return item
 
 
@@ -231,7 +226,6 @@ class SRDataModule(pl.LightningDataModule):
         seed: int = 0,
         lr_dirs: Sequence[str | Path] | None = None,
         cache_bytes: int = 4 << 30,
-        degradation: Degradation | None = None,
     ):
         super().__init__()
         self.train_dirs = [Path(d) for d in train_dirs]
@@ -241,7 +235,7 @@ class SRDataModule(pl.LightningDataModule):
             raise DataError("give one LR folder per training folder")
         self.scale, self.patch_size, self.batch_size = scale, patch_size, batch_size
         self.steps_per_epoch, self.num_workers, self.seed = steps_per_epoch, num_workers, seed
-        self.cache_bytes, self.degradation = cache_bytes, degradation
+        self.cache_bytes = cache_bytes
         self.train_set: HRCropDataset | None = None
         self.val_set: ValidationDataset | None = None
 
@@ -259,7 +253,6 @@ class SRDataModule(pl.LightningDataModule):
                 lr_folders=self.lr_dirs,
                 hr_folders=self.train_dirs,
                 cache_bytes=self.cache_bytes,
-                degradation=self.degradation,
             )
         if self.val_set is None and self.val_dirs:
             self.val_set = ValidationDataset(find_images(self.val_dirs), self.scale)

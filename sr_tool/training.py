@@ -15,6 +15,7 @@ import platform
 import random
 import time
 import warnings
+import zlib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from torch import nn
 from sr_tool import __version__
 from sr_tool.archs import build_model, load_model, parameter_count, preset_config
 from sr_tool.data import SRDataModule, as_unit_float
-from sr_tool.degrade import Degradation
+from sr_tool.degrade import degradation_from_spec, degrade
 from sr_tool.losses import build_loss, loss_networks, parse_loss_spec
 from sr_tool.metrics import deep_distance, ms_ssim_rgb, psnr_y, ssim_y
 from sr_tool.resize import imresize
@@ -78,7 +79,9 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 2
     cache_gb: float = 4.0
-    degradations: bool = False  # real-photo LR (blur, noise, JPEG) instead of clean bicubic
+    # LR for training and validation: a preset of sr_tool.degrade (clean, jpeg, first-order,
+    # second-order) or a mapping {preset: ..., <Stage field>: value} (recipes).
+    degradations: str | dict = "clean"
     lpips_backbone: str | None = None  # local torchvision weights for lpips-* losses (else downloaded)
     accelerator: str = "auto"
     devices: str = "auto"
@@ -93,6 +96,9 @@ class TrainConfig:
         if self.monitor not in MONITORS:
             raise ValueError(f"monitor must be one of {', '.join(MONITORS)}, got {self.monitor!r}")
         parse_loss_spec(self.loss)  # fail now on a typo, listing the valid names
+        self.degradation = degradation_from_spec(self.degradations)
+        if self.lr_dirs and self.degradation.name != "clean":
+            raise ValueError("paired LR folders and degradations exclude each other: the LR is either read or made")
         preset_config(self.preset, self.scale)
 
     @classmethod
@@ -160,13 +166,27 @@ class SRLightningModule(pl.LightningModule):
     # -- data -------------------------------------------------------------------------------
     def on_after_batch_transfer(self, batch, dataloader_idx):
         batch = as_unit_float(batch)
-        # LR on the accelerator: the MATLAB bicubic with uint8 rounding, like the benchmark LR files.
+        # LR on the accelerator: the MATLAB bicubic with uint8 rounding, like the benchmark LR files,
+        # or the real-photo degradations, batched.
         if "lr" not in batch:
-            batch["lr"] = imresize(batch["hr"], 1 / self.cfg.scale, round_8bit=True)
+            degradation = self.cfg.degradation
+            if degradation.name == "clean":
+                batch["lr"] = imresize(batch["hr"], 1 / self.cfg.scale, round_8bit=True)
+            else:
+                batch["lr"] = degrade(batch["hr"], self.cfg.scale, degradation, self._degradation_generator(batch))
         if self.cfg.channels_last:
             batch = {k: v.contiguous(memory_format=torch.channels_last) if torch.is_tensor(v) else v
                      for k, v in batch.items()}  # fmt: skip
         return batch
+
+    def _degradation_generator(self, batch) -> torch.Generator:
+        """Seeded by (seed, step) in training, by the image's name in validation: LR repeat across runs,
+        resumes, and validations."""
+        if "name" in batch:
+            key = zlib.crc32("/".join(batch["name"]).encode())
+        else:
+            key = self.cfg.seed * 1_000_003 + self.trainer.global_step
+        return torch.Generator(device=self.device).manual_seed(key)
 
     # -- training ---------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
@@ -417,7 +437,6 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
         seed=cfg.seed,
         lr_dirs=cfg.lr_dirs,
         cache_bytes=int(cfg.cache_gb * (1 << 30)),
-        degradation=Degradation() if cfg.degradations else None,
     )
     data.setup("fit")  # data errors surface here, before any process is spawned
     callbacks = [*(callbacks or []), *([budget] if budget else [])]
