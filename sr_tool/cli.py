@@ -211,6 +211,7 @@ def evaluate_models(
     model: list[str] = typer.Option(..., "--model", "-m", help="Model to score (repeatable): built-in name or .onnx."),
     data: str = typer.Option(..., "--data", help="Folder of HR images (or with HR/ and LR_bicubic/X<s>/)."),
     scale: int = typer.Option(4, "-x", "--scale", help="Upscaling factor."),
+    lr: str = typer.Option(None, "--lr", help="LR folder to upscale instead (<stem>x<s>.* or <stem>.*, e.g. from `srtool make-lr`)."),
     csv_path: str = typer.Option(None, "--csv", help="Per-image CSV; default eval_<data>_x<s>.csv."),
     compare: str = typer.Option(None, "--compare", help="Write a comparison picture here (PNG)."),
     compare_models: str = typer.Option(
@@ -252,7 +253,7 @@ def evaluate_models(
     if pair_to_compare and (len(pair_to_compare) != 2 or not set(pair_to_compare) <= set(labels)):
         _fail(f"--compare-models {compare_models}: expected two of the models scored ({', '.join(labels)})")
     try:
-        pairs = load_pairs(data, scale)
+        pairs = load_pairs(data, scale, lr)
         upscalers = {label: Upscaler(n, scale, engine=engine, device=device) for label, n in zip(labels, names)}
         with _task_bar(len(pairs) * len(upscalers), "scoring") as step:
             rows, outputs = evaluate(upscalers, pairs, scale, metrics=[m.strip() for m in metrics.split(",") if m.strip()],
@@ -297,6 +298,28 @@ def evaluate_models(
         except ValueError as err:
             _fail(str(err))
         typer.echo(f"comparison: {compare}")
+
+
+@app.command(name="make-lr")
+def make_lr(
+    data: str = typer.Argument(..., help="Benchmark folder (HR/ and LR_bicubic/X<s>/, or HR images)."),
+    out: str = typer.Argument(..., help="Folder for the LR files."),
+    scale: int = typer.Option(4, "-x", "--scale", help="Upscaling factor."),
+    jpeg_quality: int = typer.Option(None, "--jpeg", min=1, max=100, help="Save as JPEG of this quality (Pillow, 4:2:0)."),
+    noise: float = typer.Option(0.0, "--noise", min=0, help="Gaussian noise sigma on the LR, 0-255 scale."),
+    seed: int = typer.Option(0, help="Seed of the noise."),
+) -> None:
+    """Degraded LR test sets for `srtool eval --lr`: the benchmark's bicubic LR, plus noise, then JPEG.
+
+    BSD100 x4 with JPEG 75: srtool make-lr ../shared/data/BSD100 evals/lr/BSD100_jpeg75 -x 4 --jpeg 75"""
+    from sr_tool.evaluate import make_lr_set
+    from sr_tool.image_io import ImageReadError, ImageWriteError
+
+    try:
+        written = make_lr_set(data, out, scale, jpeg_quality=jpeg_quality, noise_sigma=noise, seed=seed)
+    except (ValueError, ImageReadError, ImageWriteError, OSError) as err:
+        _fail(str(err))
+    typer.echo(f"{len(written)} LR images in {out}")
 
 
 @app.command()

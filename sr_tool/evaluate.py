@@ -73,27 +73,77 @@ def judges_trained_on(model_file: str | Path | None) -> set[str]:
     return {metric for metric, network in JUDGE_NETWORKS.items() if network in networks}
 
 
-def load_pairs(data_dir: str | Path, scale: int) -> list[Pair]:
+def load_pairs(data_dir: str | Path, scale: int, lr_dir: str | Path | None = None) -> list[Pair]:
+    """HR images of a benchmark folder (``HR/`` or the folder itself), mod-cropped to ``scale``, each
+    with its LR: from ``lr_dir`` if given (``<stem>x<scale>.*`` or ``<stem>.*``, any image format),
+    else ``LR_bicubic/X<scale>/<stem>x<scale>.png``, else made with the MATLAB bicubic."""
     data_dir = Path(data_dir)
     hr_dir = data_dir / "HR" if (data_dir / "HR").is_dir() else data_dir
-    lr_dir = data_dir / "LR_bicubic" / f"X{scale}"
     files = sorted(p for p in hr_dir.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
     if not files:
         raise ValueError(f"{hr_dir}: no HR images")
+    if lr_dir is not None and not Path(lr_dir).is_dir():
+        raise ValueError(f"{lr_dir}: not a folder")
     pairs = []
     for path in files:
         image = read_image(path)
         h, w = image.pixels.shape[-2:]
         hr = image.pixels[..., : h - h % scale, : w - w % scale]
-        lr_path = lr_dir / f"{path.stem}x{scale}.png"
-        if lr_dir.is_dir() and lr_path.is_file():
+        lr_path = _lr_file(path.stem, scale, Path(lr_dir) if lr_dir else data_dir / "LR_bicubic" / f"X{scale}")
+        if lr_path is not None:
             lr = read_image(lr_path)
+        elif lr_dir is not None:
+            raise ValueError(f"{lr_dir}: no LR image for {path.name} ({path.stem}x{scale}.* or {path.stem}.*)")
         else:
             lr = LoadedImage.from_tensors(imresize(hr, 1 / scale, round_8bit=True).clamp(0, 1), None, image.info)
         if lr.pixels.shape[1] != hr.shape[1]:
             raise ValueError(f"{lr_path}: {lr.pixels.shape[1]} channels, but its HR image has {hr.shape[1]}")
+        expected = (hr.shape[-2] // scale, hr.shape[-1] // scale)
+        if tuple(lr.pixels.shape[-2:]) != expected:
+            raise ValueError(f"{lr_path}: {lr.pixels.shape[-1]}x{lr.pixels.shape[-2]} px, expected "
+                             f"{expected[1]}x{expected[0]} for x{scale} of {path.name}")  # fmt: skip
         pairs.append(Pair(path.stem, hr, lr))
     return pairs
+
+
+def _lr_file(stem: str, scale: int, folder: Path) -> Path | None:
+    if not folder.is_dir():
+        return None
+    for name in (f"{stem}x{scale}", stem):
+        found = sorted(p for p in folder.glob(f"{name}.*") if p.suffix.lower() in _IMAGE_SUFFIXES)
+        if found:
+            return found[0]
+    return None
+
+
+def make_lr_set(
+    data_dir: str | Path,
+    out_dir: str | Path,
+    scale: int,
+    *,
+    jpeg_quality: int | None = None,
+    noise_sigma: float = 0.0,
+    seed: int = 0,
+) -> list[Path]:
+    """Write a degraded LR test set: each image's benchmark LR (as :func:`load_pairs` finds it), plus
+    Gaussian noise of ``noise_sigma`` (0-255 scale, seeded per image, rounded to 8 bits), then saved
+    as a real JPEG of ``jpeg_quality`` (Pillow, 4:2:0) or as PNG. Names: ``<stem>x<scale>.jpg|png``."""
+    if jpeg_quality is not None and not 1 <= jpeg_quality <= 100:
+        raise ValueError(f"JPEG quality must be 1..100, got {jpeg_quality}")
+    if noise_sigma < 0:
+        raise ValueError(f"noise sigma must be >= 0, got {noise_sigma}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i, pair in enumerate(load_pairs(data_dir, scale)):
+        lr = pair.lr.pixels.float()
+        if noise_sigma:
+            gen = torch.Generator().manual_seed(seed * 1_000_003 + i)
+            lr = lr + torch.randn(lr.shape, generator=gen) * noise_sigma / 255
+        lr = torch.floor(lr.clamp(0, 1) * 255 + 0.5) / 255
+        suffix = ".jpg" if jpeg_quality is not None else ".png"
+        written.append(write_image(out_dir / f"{pair.name}x{scale}{suffix}", lr, quality=jpeg_quality or 95, bit_depth=8))
+    return written
 
 
 def evaluate(

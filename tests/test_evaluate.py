@@ -134,3 +134,49 @@ def test_classic_lpips_judge_scores_when_its_backbone_is_there(data_dir, monkeyp
     pairs = load_pairs(data_dir / "Set5", 4)[:2]
     rows, _ = evaluate({"bicubic": Upscaler("bicubic", 4)}, pairs, 4, metrics=["psnr_y", "lpips_alex"])
     assert all(r.lpips_alex is not None and r.lpips_alex > 0 and r.st_lpips is None for r in rows)
+
+
+def test_make_lr_writes_jpeg_and_noisy_sets_that_eval_reads(tmp_path, data_dir):
+    from sr_tool.evaluate import make_lr_set
+    from sr_tool.metrics import psnr_y
+
+    folder = tmp_path / "set"
+    folder.mkdir()
+    for name in ("baby.png", "bird.png"):
+        Image.open(data_dir / "Set5" / "HR" / name).crop((0, 0, 98, 96)).save(folder / name)
+    clean = load_pairs(folder, 2)
+    result = runner.invoke(app, ["make-lr", str(folder), str(tmp_path / "jpeg"), "-x", "2", "--jpeg", "40"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "jpeg").iterdir()) == ["babyx2.jpg", "birdx2.jpg"]
+    jpeg = load_pairs(folder, 2, tmp_path / "jpeg")
+    with Image.open(tmp_path / "jpeg" / "babyx2.jpg") as img:
+        assert img.format == "JPEG" and img.size == (49, 48)
+    loss = psnr_y(jpeg[0].lr.pixels, clean[0].lr.pixels).item()
+    assert 25 < loss < 40  # a real, visible JPEG loss
+
+    make_lr_set(folder, tmp_path / "noise", 2, noise_sigma=10, seed=1)
+    noisy = load_pairs(folder, 2, tmp_path / "noise")
+    residual = (noisy[0].lr.pixels - clean[0].lr.pixels) * 255
+    unclipped = (clean[0].lr.pixels > 0.15) & (clean[0].lr.pixels < 0.85)
+    assert abs(residual[unclipped].std().item() - 10) < 0.5
+    again = make_lr_set(folder, tmp_path / "again", 2, noise_sigma=10, seed=1)
+    assert np.array_equal(np.asarray(Image.open(again[0])), np.asarray(Image.open(tmp_path / "noise" / "babyx2.png")))
+
+    result = runner.invoke(app, ["eval", "--model", str(tiny_onnx(2)), "--data", str(folder), "-x", "2", "--lr",
+                                 str(tmp_path / "jpeg"), "--csv", str(tmp_path / "e.csv"), "--metrics", "psnr_y",
+                                 "--device", "cpu"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    bicubic_on_jpeg = [float(r["psnr_y"]) for r in csv.DictReader(open(tmp_path / "e.csv")) if r["model"] == "bicubic"]
+    clean_rows, _ = evaluate({"bicubic": Upscaler("bicubic", 2)}, clean, 2, metrics=["psnr_y"])
+    assert all(j < c.psnr_y for j, c in zip(bicubic_on_jpeg, clean_rows))
+
+
+def test_an_lr_folder_missing_an_image_is_named(tmp_path, data_dir):
+    folder, lr = tmp_path / "set", tmp_path / "lr"
+    folder.mkdir(), lr.mkdir()
+    Image.open(data_dir / "Set5" / "HR" / "baby.png").crop((0, 0, 64, 64)).save(folder / "baby.png")
+    with pytest.raises(ValueError, match="no LR image for baby.png"):
+        load_pairs(folder, 2, lr)
+    Image.new("RGB", (30, 32)).save(lr / "baby.png")
+    with pytest.raises(ValueError, match="30x32 px, expected 32x32"):
+        load_pairs(folder, 2, lr)
