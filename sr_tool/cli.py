@@ -59,6 +59,7 @@ def upscale(
     batch_size: int = typer.Option(0, help="Tiles per run; 0 = 1 on CPU, 4 on GPU."),
     threads: int = typer.Option(0, help="CPU threads for inference; 0 = all."),
     fp16: bool = typer.Option(False, "--fp16", help="Half precision (torch engine on CUDA)."),
+    strength: float = typer.Option(None, "--strength", min=0, max=1, help="Denoise strength of the photo model, 0..1: mixes its weights with its clean partner's (pixel); 1 = photo as trained (default), 0 = pixel."),
     max_pixels: int = typer.Option(150_000_000, help="Refuse inputs with more pixels (decompression bombs)."),
     shard_spec: str = typer.Option(
         None, "--shard", help="K/N: process only the K-th of N disjoint shards, counted from 1 (1/8 .. 8/8; e.g. $SLURM_ARRAY_TASK_ID/8 with --array=1-8)."
@@ -83,7 +84,8 @@ def upscale(
             jobs = shard(jobs, *parse_shard(shard_spec))
         tiles = TileSettings(tile=tile or None, pad=tile_pad, batch_size=batch_size or None)
         upscalers = [
-            Upscaler(model, scale, engine=engine, device=d, tiles=tiles, threads=threads or None, fp16=fp16)
+            Upscaler(model, scale, engine=engine, device=d, tiles=tiles, threads=threads or None, fp16=fp16,
+                     strength=strength)  # fmt: skip
             for d in parse_devices(device)
         ]
     except (BatchError, EngineError, ModelNotFound, ValueError) as err:

@@ -94,9 +94,12 @@ _ANY_RESIZE = ("area", "bilinear", "bicubic")
 PRESETS = {
     "clean": Degradation("clean"),
     "jpeg": Degradation("jpeg", (Stage(jpeg_probability=0.9, jpeg_quality=(30, 95)),)),
+    # One round, mild enough that clean input keeps its quality: phone and camera JPEGs, some sensor
+    # noise, a little defocus. The shipped photo models train on it.
     "first-order": Degradation("first-order", (
-        Stage(blur_probability=0.8, sinc_probability=0.1, noise_probability=0.5, poisson_share=0.4,
-              noise_sigma=(1, 15), poisson_scale=(0.05, 1.5), jpeg_probability=0.8, jpeg_quality=(40, 95)),
+        Stage(blur_probability=0.3, blur_sigma=(0.2, 1.5), sinc_probability=0.1, noise_probability=0.4,
+              poisson_share=0.3, noise_sigma=(1, 15), poisson_scale=(0.05, 1.5), jpeg_probability=0.7,
+              jpeg_quality=(30, 95)),
     )),
     # Real-ESRGAN's settings (its options file train_realesrgan_x4plus.yml), here in stages.
     "second-order": Degradation("second-order", (

@@ -42,7 +42,10 @@ def _gpu_present() -> bool:
 
 
 class OnnxEngine:
-    def __init__(self, model_path: str | Path, device: str = "auto", *, threads: int | None = None):
+    """``proto``: run this in-memory model (e.g. an interpolation) instead of reading ``model_path``,
+    which then only names it."""
+
+    def __init__(self, model_path: str | Path, device: str = "auto", *, threads: int | None = None, proto=None):
         import onnxruntime as ort
 
         self.path = Path(model_path)
@@ -65,7 +68,8 @@ class OnnxEngine:
             providers = [("CUDAExecutionProvider", cuda_options), "CPUExecutionProvider"]
         ort.set_default_logger_severity(4)  # provider load failures are reported by us, in one line
         try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
+            source = proto.SerializeToString() if proto is not None else str(self.path)
+            self.session = ort.InferenceSession(source, sess_options=options, providers=providers)
         except Exception as exc:
             raise EngineError(f"{self.path}: ONNX Runtime cannot load this model ({exc})") from exc
         finally:
@@ -114,14 +118,15 @@ class OnnxEngine:
 
 
 class TorchEngine:
-    def __init__(self, model_path: str | Path, device: str = "auto", *, threads: int | None = None, fp16: bool = False):
+    def __init__(self, model_path: str | Path, device: str = "auto", *, threads: int | None = None, fp16: bool = False,
+                 proto=None):  # fmt: skip
         import torch
 
         from sr_tool.export import model_from_onnx, read_metadata
 
         self.path = Path(model_path)
         self.warnings: list[str] = []
-        self.metadata = read_metadata(self.path)
+        self.metadata = read_metadata(self.path, proto)
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
             if device == "cpu" and _gpu_present():
@@ -132,7 +137,7 @@ class TorchEngine:
             torch.set_num_threads(threads)
         self.torch = torch
         self.device = torch.device(device)
-        self.model = model_from_onnx(self.path).to(self.device)
+        self.model = model_from_onnx(self.path, proto).to(self.device)
         self.dtype = torch.float16 if fp16 and self.device.type == "cuda" else torch.float32
         self.model = self.model.to(self.dtype)
         self.scale = self.model.config.scale
@@ -166,11 +171,12 @@ def _probe_scale(session) -> int:
 
 
 def make_engine(model_path: str | Path, *, engine: str = "onnxruntime", device: str = "auto",
-                threads: int | None = None, fp16: bool = False):  # fmt: skip
+                threads: int | None = None, fp16: bool = False, proto=None):  # fmt: skip
+    """An engine for ``model_path``, or for the in-memory ONNX ``proto`` that the path names."""
     if engine == "onnxruntime":
-        return OnnxEngine(model_path, device, threads=threads)
+        return OnnxEngine(model_path, device, threads=threads, proto=proto)
     if engine == "torch":
-        return TorchEngine(model_path, device, threads=threads, fp16=fp16)
+        return TorchEngine(model_path, device, threads=threads, fp16=fp16, proto=proto)
     raise EngineError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
 
 

@@ -173,15 +173,17 @@ def _parity(path: Path, image: torch.Tensor, reference: torch.Tensor, tolerance:
     return {"max_abs_diff": diff, "tolerance": tolerance, "image_shape": list(image.shape)}
 
 
-def read_metadata(path: str | Path) -> dict[str, str]:
-    """The ``srtool.*`` metadata of an ONNX file, keys without the prefix; {} for a foreign file."""
-    proto = onnx.load(str(path), load_external_data=False)
+def read_metadata(path: str | Path, proto: onnx.ModelProto | None = None) -> dict[str, str]:
+    """The ``srtool.*`` metadata of an ONNX file (or of ``proto``, already loaded), keys without the
+    prefix; {} for a foreign file."""
+    proto = proto if proto is not None else onnx.load(str(path), load_external_data=False)
     return {p.key[len("srtool.") :]: p.value for p in proto.metadata_props if p.key.startswith("srtool.")}
 
 
-def model_from_onnx(path: str | Path) -> SRResNet:
-    """Rebuild the PyTorch model (fp32) from an srtool ONNX file's config and weights."""
-    proto = onnx.load(str(path))
+def model_from_onnx(path: str | Path, proto: onnx.ModelProto | None = None) -> SRResNet:
+    """Rebuild the PyTorch model (fp32) from an srtool ONNX file's config and weights (or from
+    ``proto``, already loaded; ``path`` then only names it)."""
+    proto = proto if proto is not None else onnx.load(str(path))
     meta = {p.key: p.value for p in proto.metadata_props}
     if "srtool.config" not in meta:
         raise ValueError(f"{path}: not an srtool ONNX model (no srtool.config metadata)")

@@ -83,6 +83,27 @@ def resolve_model(model: str, scale: float) -> Path | None:
     return path
 
 
+def strength_partner(model_path: Path) -> Path:
+    """The clean model that ``--strength`` mixes ``model_path`` with, as its card names it: a
+    built-in name (taken at the same scale) or a file beside the card."""
+    card_path = model_path.with_suffix(".json")
+    card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+    partner = card.get("strength_partner")
+    if not partner:
+        raise ValueError(f"--strength: {model_path.name} has no clean partner to mix with (its card "
+                         f"{card_path.name} names no strength_partner); only models such as photo have one")  # fmt: skip
+    if partner in BUILTIN_MODELS:
+        scale = int(card.get("scale", 0))
+        files = builtin_model_files(partner)
+        if scale not in files:
+            raise ModelNotFound(f"--strength: {model_path.name}'s partner {partner} x{scale} is not installed")
+        return files[scale]
+    path = card_path.parent / partner
+    if not path.is_file():
+        raise ModelNotFound(f"--strength: {model_path.name}'s partner {path} does not exist")
+    return path
+
+
 @dataclass
 class UpscaledImage:
     pixels: np.ndarray  # HxWxC, uint8 / uint16 (as the source's bit depth) or float32
@@ -115,7 +136,11 @@ class Upscaler:
         tiles: TileSettings = TileSettings(),
         threads: int | None = None,
         fp16: bool = False,
+        strength: float | None = None,
     ):
+        """``strength`` (0..1): for a model whose card names a clean partner (``strength_partner``,
+        e.g. photo -> pixel), mix their weights: 1 is the model, 0 the partner (see
+        :mod:`sr_tool.interpolate`). None runs the model as it is."""
         if not scale > 1:
             raise ValueError(f"-x {scale:g}: srtool upscales, so the scale must be above 1 (e.g. 2, 3, 4, 1.5)")
         self.scale = scale
@@ -127,9 +152,16 @@ class Upscaler:
             self.description = "bicubic (MATLAB-compatible, no model)"
             self.warnings: list[str] = []
             return
-        self.engine = make_engine(self.model_path, engine=engine, device=device, threads=threads, fp16=fp16)
+        proto, mixed = None, ""
+        if strength is not None:
+            from sr_tool.interpolate import interpolate_onnx
+
+            partner = strength_partner(self.model_path)
+            proto = interpolate_onnx(self.model_path, partner, strength)
+            mixed = f" at strength {strength:g} (mixed with {partner.name})"
+        self.engine = make_engine(self.model_path, engine=engine, device=device, threads=threads, fp16=fp16, proto=proto)
         self.model_scale = self.engine.scale
-        self.description = f"{self.model_path.name} x{self.model_scale} on {self.engine.description}"
+        self.description = f"{self.model_path.name}{mixed} x{self.model_scale} on {self.engine.description}"
         self.warnings = list(self.engine.warnings)
         if fp16 and not (engine == "torch" and self.engine.on_gpu):
             self.warnings.append("--fp16 applies to the torch engine on a CUDA device only; this runs in fp32")

@@ -163,11 +163,13 @@ def test_ctrl_c_leaves_only_complete_outputs_and_a_rerun_finishes(tmp_path):
     folder, out = tmp_path / "in", tmp_path / "out"
     folder.mkdir()
     rng = np.random.default_rng(2)
-    for i in range(24):
+    for i in range(48):  # enough that the interrupt lands mid-batch on a busy machine too
         Image.fromarray(rng.integers(0, 256, (160, 160, 3), dtype=np.uint8)).save(folder / f"{i:02d}.png")
     cmd = [sys.executable, "-m", "sr_tool", "upscale", str(folder), "-x", "4", "--model", str(tiny_onnx(4)),
            "-o", str(out), "--device", "cpu", "-q"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Niced, so that on a busy machine this test's polling still wakes before the batch is over.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: os.nice(10))  # fmt: skip
     deadline = time.time() + 120
     while time.time() < deadline and not (out.is_dir() and any(p.suffix == ".png" for p in out.iterdir())):
         time.sleep(0.05)
@@ -175,13 +177,13 @@ def test_ctrl_c_leaves_only_complete_outputs_and_a_rerun_finishes(tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     written = sorted(p for p in out.iterdir() if p.suffix == ".png")
-    assert 1 <= len(written) < 24, "the interrupt should land mid-batch"
+    assert 1 <= len(written) < 48, "the interrupt should land mid-batch"
     assert not _temps(out)
     for path in written:
         assert read_image(path).size == (640, 640)  # complete, decodable
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
-    assert len(list(out.glob("*.png"))) == 24 and not _temps(out)
+    assert len(list(out.glob("*.png"))) == 48 and not _temps(out)
     for path in out.glob("*.png"):
         assert read_image(path).size == (640, 640)
 
