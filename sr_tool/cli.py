@@ -410,13 +410,13 @@ def export(
 
 @app.command()
 def presets() -> None:
-    """List the architecture presets with their sizes and parameter counts."""
-    from sr_tool.archs import PRESETS, build_model, parameter_count, preset_config
+    """List the architecture presets with their sizes and parameter counts (as exported: folded)."""
+    from sr_tool.archs import PRESETS, build_model, fold, parameter_count, preset_config
 
-    typer.echo(f"{'preset':<16} {'channels':>8} {'blocks':>6} {'params x2':>11} {'params x4':>11}")
+    typer.echo(f"{'preset':<16} {'family':<10} {'channels':>8} {'blocks':>6} {'params x2':>11} {'params x4':>11}")
     for name, size in PRESETS.items():
-        counts = [parameter_count(build_model(preset_config(name, s))) for s in (2, 4)]
-        typer.echo(f"{name:<16} {size['channels']:>8} {size['blocks']:>6} {counts[0]:>11,} {counts[1]:>11,}")
+        counts = [parameter_count(fold(build_model(preset_config(name, s)))) for s in (2, 4)]
+        typer.echo(f"{name:<16} {size['arch']:<10} {size['channels']:>8} {size['blocks']:>6} {counts[0]:>11,} {counts[1]:>11,}")
 
 
 @app.command()

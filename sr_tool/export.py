@@ -1,4 +1,7 @@
-"""Export an SRResNet to ONNX, with its description inside the file, and check it.
+"""Export a model to ONNX, with its description inside the file, and check it.
+
+Re-parameterisable models are folded first (:func:`sr_tool.archs.fold`): the file holds the plain
+inference form, and its parity check compares it with the unfolded model it came from.
 
 The ONNX graph takes ``lr`` (float32 Nx3xHxW in [0, 1], any N, H, W) and gives ``sr`` (float32
 Nx3x(sH)x(sW), not clamped). Metadata properties: ``srtool.scale``, ``srtool.config`` (the
@@ -21,7 +24,7 @@ from onnx import numpy_helper
 from torch import nn
 
 from sr_tool import __version__
-from sr_tool.archs import SRResNet, SRResNetConfig, build_model
+from sr_tool.archs import build_model, config_from_dict, fold
 from sr_tool.files import atomic_output
 
 OPSET = 17
@@ -46,7 +49,7 @@ class _HalfWeights(nn.Module):
 
 
 def export_onnx(
-    model: SRResNet,
+    model: nn.Module,
     path: str | Path,
     *,
     loss: str = "unknown",
@@ -60,11 +63,12 @@ def export_onnx(
     ONNX Runtime on CPU; fp32 exports must agree within 1e-4 (max abs), fp16 within 1e-2.
     """
     model = model.eval().cpu().float()
-    config: SRResNetConfig = model.config
     if parity_image is None:
         parity_image = default_parity_image()
     with torch.no_grad():
         reference = model(parity_image)
+    model = fold(model)
+    config = model.config
 
     import copy
 
@@ -115,6 +119,7 @@ def export_model_file(
 
     source, onnx_path = Path(source), Path(onnx_path)
     model, extra = load_model(source)
+    shipped = fold(model)
     loss = str(extra.get("loss", "unknown"))
     parity = export_onnx(model, onnx_path, loss=loss, fp16=fp16, parity_image=parity_image)
     try:
@@ -124,8 +129,8 @@ def export_model_file(
     card = {
         "name": onnx_path.stem,
         "srtool_version": __version__,
-        "architecture": asdict(model.config),
-        "parameters": parameter_count(model),
+        "architecture": asdict(shipped.config),
+        "parameters": parameter_count(shipped),
         "scale": model.config.scale,
         "loss": loss,
         "loss_networks": networks,
@@ -180,14 +185,14 @@ def read_metadata(path: str | Path, proto: onnx.ModelProto | None = None) -> dic
     return {p.key[len("srtool.") :]: p.value for p in proto.metadata_props if p.key.startswith("srtool.")}
 
 
-def model_from_onnx(path: str | Path, proto: onnx.ModelProto | None = None) -> SRResNet:
+def model_from_onnx(path: str | Path, proto: onnx.ModelProto | None = None) -> nn.Module:
     """Rebuild the PyTorch model (fp32) from an srtool ONNX file's config and weights (or from
     ``proto``, already loaded; ``path`` then only names it)."""
     proto = proto if proto is not None else onnx.load(str(path))
     meta = {p.key: p.value for p in proto.metadata_props}
     if "srtool.config" not in meta:
         raise ValueError(f"{path}: not an srtool ONNX model (no srtool.config metadata)")
-    model = build_model(SRResNetConfig.from_dict(json.loads(meta["srtool.config"])))
+    model = build_model(config_from_dict(json.loads(meta["srtool.config"])))
     arrays = {init.name: numpy_helper.to_array(init) for init in proto.graph.initializer}
     for key, name in json.loads(meta.get("srtool.weight_aliases", "{}")).items():
         arrays.setdefault(key, arrays[name])

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from sr_tool import __version__
-from sr_tool.archs import build_model, load_model, parameter_count, preset_config
+from sr_tool.archs import build_model, fold, load_model, parameter_count, preset_config
 from sr_tool.data import SRDataModule, as_unit_float
 from sr_tool.degrade import degradation_from_spec, degrade
 from sr_tool.losses import build_loss, loss_networks, parse_loss_spec
@@ -144,7 +144,7 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
 
 
 class SRLightningModule(pl.LightningModule):
-    """Trains an SRResNet on (LR, HR) batches; validates and exports the EMA of its weights."""
+    """Trains an upscaler on (LR, HR) batches; validates and exports the EMA of its weights."""
 
     def __init__(self, cfg: TrainConfig):
         super().__init__()
@@ -354,7 +354,10 @@ def load_matching_weights(model: nn.Module, source: str | Path) -> tuple[int, in
     if source.suffix == ".onnx":
         from sr_tool.export import model_from_onnx
 
-        state = model_from_onnx(source).state_dict()
+        shipped = model_from_onnx(source)
+        state = shipped.state_dict()
+        if getattr(shipped.config, "folded", False) and hasattr(model, "unfolded_state"):
+            state = model.unfolded_state(state)  # a shipped (folded) model: same function, unfolded
     elif source.suffix == ".ckpt":
         state = _checkpoint_weights(torch.load(source, map_location="cpu", weights_only=True))
     else:
@@ -373,7 +376,7 @@ def _copy_matching(model: nn.Module, state: dict[str, torch.Tensor], source: Pat
     own = model.state_dict()
     matching = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not matching:
-        raise TrainingError(f"{source}: no layer matches this model; is it an srtool SRResNet of the same width?")
+        raise TrainingError(f"{source}: no layer matches this model; is it an srtool model of the same preset?")
     model.load_state_dict(matching, strict=False)
     skipped = len(own) - len(matching)
     log.info("initialised %d tensors from %s (%d left as initialised)", len(matching), source, skipped)
@@ -548,9 +551,9 @@ def export_checkpoint(
     card = {
         "name": onnx_path.stem,
         "srtool_version": __version__,
-        "architecture": asdict(model.config),
+        "architecture": asdict(fold(model).config),
         "preset": cfg.preset,
-        "parameters": parameter_count(model),
+        "parameters": parameter_count(fold(model)),
         "scale": cfg.scale,
         "loss": cfg.loss,
         "loss_networks": loss_networks(cfg.loss),

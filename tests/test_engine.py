@@ -89,3 +89,25 @@ def test_foreign_onnx_model_scale_is_probed(tmp_path):
     torch.onnx.export(Nearest(), (torch.rand(1, 3, 8, 8),), str(tmp_path / "n.onnx"), input_names=["input"],
                       dynamic_axes={"input": {2: "h", 3: "w"}}, opset_version=17, dynamo=False)  # fmt: skip
     assert OnnxEngine(tmp_path / "n.onnx", "cpu").scale == 2
+
+
+def test_efficient_models_export_folded_and_run_on_both_engines(tmp_path):
+    from sr_tool.image_io import read_image
+
+    torch.manual_seed(0)
+    model = build_model(preset_config("rep-s", 2))
+    with torch.no_grad():  # off the zero initialisation, so that every branch counts
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.01)
+    image = read_image("examples/zebra.png").pixels[..., :48, :64]
+    report = export_onnx(model.eval(), tmp_path / "rep.onnx", parity_image=image)
+    assert report["max_abs_diff"] < 1e-4  # folded ONNX against the unfolded PyTorch model
+    proto = onnx.load(str(tmp_path / "rep.onnx"))
+    convs = [n for n in proto.graph.node if n.op_type == "Conv"]
+    assert len(convs) == 1 + 2 * 6 + 1 + 1  # head, two per block, body tail, to pixels: all plain 3x3
+    assert '"folded": true' in read_metadata(tmp_path / "rep.onnx")["config"]
+    batch = image.numpy()
+    a, b = OnnxEngine(tmp_path / "rep.onnx", "cpu").run_batch(batch), TorchEngine(tmp_path / "rep.onnx", "cpu").run_batch(batch)
+    with torch.no_grad():
+        reference = model(image).numpy()
+    assert np.abs(a - reference).max() < 1e-4 and np.abs(b - reference).max() < 1e-4

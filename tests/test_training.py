@@ -1,3 +1,4 @@
+import json
 import shutil
 import subprocess
 import sys
@@ -261,6 +262,19 @@ def test_init_copies_matching_layers_across_scales(tmp_path):
     copied, skipped = load_matching_weights(x3, tmp_path / "x4.pt")  # the x3 upsampler has other shapes
     assert copied > 0 and skipped == 2
     assert not torch.equal(x3.upsample[0].weight[:32], x4.upsample[0].weight)
+
+
+def test_efficient_preset_trains_and_continues_from_its_folded_export(folders, tmp_path):
+    from sr_tool.export import model_from_onnx
+
+    result = train(_cfg(folders, tmp_path / "rep", preset="rep-tiny", max_steps=4, steps_per_epoch=4, export=True))
+    shipped = model_from_onnx(result.onnx)
+    assert shipped.config.folded and json.loads(result.card.read_text())["parameters"] < 3000
+    again = build_model(preset_config("rep-tiny", 2)).eval()
+    load_matching_weights(again, result.onnx)  # the recipes' --init from the shipped file
+    x = torch.rand(1, 3, 12, 10)
+    with torch.no_grad():
+        assert (again(x) - shipped(x)).abs().max() < 1e-5
 
 
 def test_export_cli_from_checkpoint_and_model_file(folders, tmp_path):
