@@ -46,7 +46,7 @@ def upscale(
     inputs: list[str] = typer.Argument(..., help="Image files, folders or globs.", show_default=False),
     output: str = typer.Option(None, "-o", "--output", help="Output file (one input) or folder."),
     scale: float = typer.Option(4.0, "-x", "--scale", help="Upscaling factor; any value (e.g. 2, 3, 4, 1.5)."),
-    model: str = typer.Option(None, "--model", "-m", help="pixel, msssim, perceptual, bicubic, or an .onnx file; default: the best installed (perceptual, msssim, pixel)."),
+    model: str = typer.Option(None, "--model", "-m", help="pixel, msssim, perceptual, photo, bicubic, or an .onnx file; default: photo for JPEG inputs, perceptual for the rest (the best installed)."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders."),
     suffix: str = typer.Option(None, help="Added to output names; default _x<scale>."),
     fmt: str = typer.Option(None, "--format", help="png, jpg, webp or tif; default: the input's."),
@@ -69,10 +69,14 @@ def upscale(
     """Upscale images. Exit code 0: all done; 1: some files failed; 2: usage error; 130: interrupted."""
     from sr_tool.batch import INPUT_SUFFIXES, BatchError, check_writable, collect_inputs, parse_shard, plan_jobs, run_batch, shard
     from sr_tool.engine import EngineError, parse_devices
-    from sr_tool.upscale import ModelNotFound, TileSettings, Upscaler, default_model
+    from sr_tool.upscale import ByFormat, ModelNotFound, TileSettings, Upscaler, default_jpeg_model, default_model
 
     try:
-        model = model or default_model()
+        jpeg_model = None
+        if model is None:
+            # --strength is the photo model's; without it, JPEG inputs get their own model.
+            model = default_jpeg_model() if strength is not None else default_model()
+            jpeg_model = default_jpeg_model() if strength is None else None
         found = collect_inputs(inputs, recursive)
         jobs = plan_jobs(found.files, output, suffix=suffix if suffix is not None else f"_x{scale:g}", fmt=fmt)
         own_outputs = len(found.own_outputs) + len(found.files) - len(jobs)
@@ -83,11 +87,17 @@ def upscale(
         if shard_spec:
             jobs = shard(jobs, *parse_shard(shard_spec))
         tiles = TileSettings(tile=tile or None, pad=tile_pad, batch_size=batch_size or None)
-        upscalers = [
-            Upscaler(model, scale, engine=engine, device=d, tiles=tiles, threads=threads or None, fp16=fp16,
-                     strength=strength)  # fmt: skip
-            for d in parse_devices(device)
-        ]
+        if strength is not None and model is None:
+            raise ModelNotFound("--strength: the photo model is not installed")
+
+        def make(name, d):
+            return Upscaler(name, scale, engine=engine, device=d, tiles=tiles, threads=threads or None, fp16=fp16,
+                            strength=strength)  # fmt: skip
+
+        jpeg_inputs = jpeg_model and jpeg_model != model and any(
+            job.source.suffix.lower() in (".jpg", ".jpeg") for job in jobs)  # fmt: skip
+        upscalers = [ByFormat(make(jpeg_model, d), make(model, d)) if jpeg_inputs else make(model, d)
+                     for d in parse_devices(device)]  # fmt: skip
     except (BatchError, EngineError, ModelNotFound, ValueError) as err:
         _fail(str(err))
     if own_outputs:

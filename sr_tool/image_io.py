@@ -414,17 +414,6 @@ def _write_png16(tmp: Path, planes: np.ndarray, info: ImageInfo, exif: bytes) ->
         png.write_chunks(f, chunks[:1] + extra + chunks[1:])  # metadata goes right after IHDR
 
 
-def jpeg_round_trip(pixels, quality: int):
-    """Encode 1xCxHxW float pixels as JPEG in memory and decode them again (training degradations)."""
-    buffer = io.BytesIO()
-    planes = quantise(_channel_last(pixels), np.uint8)
-    Image.fromarray(planes[:, :, 0] if planes.shape[2] == 1 else planes).save(buffer, format="JPEG", quality=quality)
-    buffer.seek(0)
-    with Image.open(buffer) as img:
-        array = np.asarray(img.convert("RGB" if pixels.shape[1] == 3 else "L"))
-    return to_tensor(array if array.ndim == 3 else array[:, :, None])
-
-
 def label_image(pixels: np.ndarray, text: str, height: int = 18) -> np.ndarray:
     """An HxWx3 uint8 image with a white band holding ``text`` above it (comparison pictures)."""
     from PIL import ImageDraw

@@ -21,7 +21,11 @@ from sr_tool.engine import auto_tile, make_engine
 from sr_tool.image_io import ImageInfo, LoadedImage, quantise, read_image, unit_float, write_image
 from sr_tool.tiling import TiledRunner
 
-BUILTIN_MODELS = ("pixel", "msssim", "perceptual")
+BUILTIN_MODELS = ("pixel", "msssim", "perceptual", "photo")
+#: ``srtool upscale`` without --model: the first installed of these ...
+DEFAULT_MODELS = ("perceptual", "msssim", "pixel")
+#: ... and for JPEG inputs, the model trained on JPEG, noise and blur (README: "Which model").
+DEFAULT_JPEG_MODELS = ("photo",)
 #: After an output this large, the engine's memory arena is shrunk (small images reuse it for speed).
 RELEASE_ABOVE_PIXELS = 4_000_000
 BICUBIC = "bicubic"
@@ -59,11 +63,16 @@ def list_builtin_models() -> list[dict]:
 
 
 def default_model() -> str:
-    """The best installed built-in model: perceptual, else msssim, else pixel."""
-    for name in reversed(BUILTIN_MODELS):
+    """The best installed built-in model for clean inputs: perceptual, else msssim, else pixel."""
+    for name in DEFAULT_MODELS:
         if builtin_model_files(name):
             return name
-    raise ModelNotFound(f"no built-in model is installed (looked for {', '.join(BUILTIN_MODELS)} in {shipped_models_dir()})")
+    raise ModelNotFound(f"no built-in model is installed (looked for {', '.join(DEFAULT_MODELS)} in {shipped_models_dir()})")
+
+
+def default_jpeg_model() -> str | None:
+    """The built-in model for JPEG inputs (photo), or None where it is not installed."""
+    return next((name for name in DEFAULT_JPEG_MODELS if builtin_model_files(name)), None)
 
 
 def resolve_model(model: str, scale: float) -> Path | None:
@@ -196,6 +205,24 @@ class Upscaler:
         if image.alpha_array is not None:
             alpha = _resize(unit_float(image.alpha_array).transpose(2, 0, 1), out_h, out_w, dtype)
         return UpscaledImage(pixels=pixels, alpha=alpha, info=image.info)
+
+
+class ByFormat:
+    """Two upscalers behind one interface: JPEG sources go to ``jpeg``, the rest to ``other``
+    (``srtool upscale`` without --model on a folder that mixes them)."""
+
+    def __init__(self, jpeg: Upscaler, other: Upscaler):
+        self.jpeg, self.other = jpeg, other
+        self.scale = other.scale
+        self.description = f"{other.description}; JPEG inputs: {jpeg.description}"
+        self.warnings = list(dict.fromkeys(other.warnings + jpeg.warnings))
+
+    def target_size(self, width: int, height: int) -> tuple[int, int]:
+        return self.other.target_size(width, height)
+
+    def upscale(self, image: LoadedImage, on_tiles=None) -> UpscaledImage:
+        chosen = self.jpeg if image.info.format == "JPEG" else self.other
+        return chosen.upscale(image, on_tiles=on_tiles)
 
 
 def _resize(chw: np.ndarray, out_h: int, out_w: int, dtype) -> np.ndarray:

@@ -272,3 +272,36 @@ def test_a_big_image_reports_progress_tile_by_tile(tmp_path):
     run_batch([Job(tmp_path / "big.png", tmp_path / "big_x2.png")], [up], on_event=lambda k, j, d: events.append((k, d)))
     tiles = [d for k, d in events if k == "tiles"]
     assert len(tiles) > 3 and tiles[-1]["done"] == tiles[-1]["total"] and events[-1][0] == "done"
+
+
+def test_without_a_model_jpeg_inputs_get_the_photo_model(tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    import sr_tool.upscale as upscale
+
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(tiny_onnx(2, seed=0), models / "perceptual_x2.onnx")
+    shutil.copy(tiny_onnx(2, seed=1), models / "photo_x2.onnx")
+    shutil.copy(tiny_onnx(2, seed=2), models / "pixel_x2.onnx")
+    (models / "photo_x2.json").write_text(json.dumps({"scale": 2, "strength_partner": "pixel"}))
+    monkeypatch.setattr(upscale, "shipped_models_dir", lambda: models)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    pixels = np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(folder / "a.jpg", quality=90)
+    Image.fromarray(pixels).save(folder / "b.png")
+
+    loud = lambda *args: runner.invoke(app, ["upscale", *map(str, args), "--device", "cpu"])  # noqa: E731
+    result = loud(folder, "-x", "2", "-o", tmp_path / "auto")
+    assert result.exit_code == 0, result.output
+    assert "JPEG inputs: photo_x2.onnx" in result.output
+    for name, model, out in [("a.jpg", "photo", "a_x2.jpg"), ("b.png", "perceptual", "b_x2.png")]:
+        alone = _run(folder / name, "-x", "2", "-m", models / f"{model}_x2.onnx", "-o", tmp_path / model / out)
+        assert alone.exit_code == 0, alone.output
+        assert np.array_equal(read_image(tmp_path / "auto" / out).array, read_image(tmp_path / model / out).array)
+
+    # --strength alone means the photo model, mixed with its partner, for every input.
+    result = loud(folder, "-x", "2", "-o", tmp_path / "mixed", "--strength", "0.5")
+    assert result.exit_code == 0 and "photo_x2.onnx at strength 0.5 (mixed with pixel_x2.onnx)" in result.output

@@ -79,6 +79,7 @@ def test_builtin_names_resolve_to_the_nearest_larger_scale(tmp_path, monkeypatch
     assert resolve_model("pixel", 3).name == "pixel_x4.onnx"
     assert resolve_model("pixel", 8).name == "pixel_x4.onnx"  # largest; bicubic does the rest
     assert upscale.default_model() == "msssim"  # perceptual is not installed here
+    assert upscale.default_jpeg_model() is None  # nor photo
     with pytest.raises(ModelNotFound, match="'perceptual' is not installed"):
         resolve_model("perceptual", 4)
     assert [e["scale"] for e in upscale.list_builtin_models() if e["name"] == "pixel"] == [2, 4]
