@@ -12,6 +12,8 @@ from sr_tool import __version__
 
 # Option groups of the long commands' help
 _DATA, _RUN, _MODEL, _OPTIM, _HARDWARE = "Data", "Run", "Model and loss", "Optimisation", "Hardware"
+_INPUT, _OUTPUT, _PICTURE = "Inputs", "Outputs", "Comparison pictures"
+_FLAG = ""  # metavar of on/off flags: no value placeholder in the help
 
 app = typer.Typer(
     name="srtool",
@@ -29,9 +31,7 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def main(
-    version: bool = typer.Option(
-        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
-    ),
+    version: Annotated[bool, Opt("--version", metavar=_FLAG, callback=_print_version, is_eager=True, help="Print the version and exit.")] = False,
 ) -> None:
     """srtool: honest, fast super-resolution."""
 
@@ -43,28 +43,26 @@ def _fail(message: str, code: int = 2) -> None:
 
 @app.command()
 def upscale(
-    inputs: list[str] = typer.Argument(..., help="Image files, folders or globs.", show_default=False),
-    output: str = typer.Option(None, "-o", "--output", help="Output file (one input) or folder."),
-    scale: float = typer.Option(4.0, "-x", "--scale", help="Upscaling factor; any value (e.g. 2, 3, 4, 1.5)."),
-    model: str = typer.Option(None, "--model", "-m", help="pixel, msssim, perceptual, photo, bicubic, or an .onnx file; default: photo for JPEG inputs, perceptual for the rest (the best installed)."),
-    recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders."),
-    suffix: str = typer.Option(None, help="Added to output names; default _x<scale>."),
-    fmt: str = typer.Option(None, "--format", help="png, jpg, webp or tif; default: the input's."),
-    quality: int = typer.Option(95, min=1, max=100, help="JPEG/WebP quality (WebP 100 = lossless)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (default: skip them)."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N, or cuda:0,cuda:1 for several GPUs."),
-    engine: str = typer.Option("onnxruntime", help="onnxruntime or torch."),
-    tile: int = typer.Option(0, help="Tile size in input pixels; 0 = from free memory."),
-    tile_pad: int = typer.Option(16, help="Context pixels discarded at inner tile edges."),
-    batch_size: int = typer.Option(0, help="Tiles per run; 0 = 1 on CPU, 4 on GPU."),
-    threads: int = typer.Option(0, help="CPU threads for inference; 0 = all."),
-    fp16: bool = typer.Option(False, "--fp16", help="Half precision (torch engine on CUDA)."),
-    strength: float = typer.Option(None, "--strength", min=0, max=1, help="Denoise strength of the photo model, 0..1: mixes its weights with its clean partner's (pixel); 1 = photo as trained (default), 0 = pixel."),
-    max_pixels: int = typer.Option(150_000_000, help="Refuse inputs with more pixels (decompression bombs)."),
-    shard_spec: str = typer.Option(
-        None, "--shard", help="K/N: process only the K-th of N disjoint shards, counted from 1 (1/8 .. 8/8; e.g. $SLURM_ARRAY_TASK_ID/8 with --array=1-8)."
-    ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    inputs: Annotated[list[str], typer.Argument(metavar="INPUTS", help="Image files, folders or globs.", show_default=False)],
+    output: Annotated[str | None, Opt("-o", "--output", metavar="PATH", help="Output file (one input) or folder; default: beside each input.", rich_help_panel=_OUTPUT)] = None,
+    scale: Annotated[float, Opt("-x", "--scale", metavar="S", help="Upscaling factor; any value above 1 (e.g. 2, 3, 4, 1.5).")] = 4.0,
+    model: Annotated[str | None, Opt("--model", "-m", metavar="MODEL", help="pixel, msssim, perceptual, photo, bicubic, or an .onnx file; default: photo for JPEG inputs, perceptual for the rest (the best installed).")] = None,
+    strength: Annotated[float | None, Opt("--strength", metavar="0..1", min=0, max=1, help="Denoise strength of the photo model: mixes its weights with its clean partner's (pixel); 1 = photo as trained (default), 0 = pixel.")] = None,
+    recursive: Annotated[bool, Opt("--recursive", "-r", metavar=_FLAG, help="Descend into sub-folders.", rich_help_panel=_INPUT)] = False,
+    max_pixels: Annotated[int, Opt(metavar="N", help="Refuse inputs with more pixels (decompression bombs).", rich_help_panel=_INPUT)] = 150_000_000,
+    shard_spec: Annotated[str | None, Opt("--shard", metavar="K/N", help="Process only the K-th of N disjoint shards, counted from 1 (1/8 .. 8/8; e.g. $SLURM_ARRAY_TASK_ID/8 with --array=1-8).", rich_help_panel=_INPUT)] = None,
+    suffix: Annotated[str | None, Opt(metavar="TEXT", help="Added to output names; default _x<scale>.", rich_help_panel=_OUTPUT)] = None,
+    fmt: Annotated[str | None, Opt("--format", metavar="FORMAT", help="png, jpg, webp or tif; default: the input's.", rich_help_panel=_OUTPUT)] = None,
+    quality: Annotated[int, Opt(metavar="1..100", min=1, max=100, help="JPEG/WebP quality (WebP 100 = lossless).", rich_help_panel=_OUTPUT)] = 95,
+    overwrite: Annotated[bool, Opt("--overwrite", metavar=_FLAG, help="Replace existing outputs (default: skip them).", rich_help_panel=_OUTPUT)] = False,
+    device: Annotated[str, Opt(metavar="DEVICE", help="auto, cpu, cuda, cuda:N, or cuda:0,cuda:1 for several GPUs.", rich_help_panel=_HARDWARE)] = "auto",
+    engine: Annotated[str, Opt(metavar="ENGINE", help="onnxruntime or torch.", rich_help_panel=_HARDWARE)] = "onnxruntime",
+    tile: Annotated[int, Opt(metavar="PX", help="Tile size in input pixels; 0 = from free memory.", rich_help_panel=_HARDWARE)] = 0,
+    tile_pad: Annotated[int, Opt(metavar="PX", help="Context pixels discarded at inner tile edges.", rich_help_panel=_HARDWARE)] = 16,
+    batch_size: Annotated[int, Opt(metavar="N", help="Tiles per run; 0 = 1 on CPU, 4 on GPU.", rich_help_panel=_HARDWARE)] = 0,
+    threads: Annotated[int, Opt(metavar="N", help="CPU threads for inference; 0 = all.", rich_help_panel=_HARDWARE)] = 0,
+    fp16: Annotated[bool, Opt("--fp16", metavar=_FLAG, help="Half precision (torch engine on CUDA).", rich_help_panel=_HARDWARE)] = False,
+    quiet: Annotated[bool, Opt("--quiet", "-q", metavar=_FLAG, help="No progress bar.")] = False,
 ) -> None:
     """Upscale images. Exit code 0: all done; 1: some files failed; 2: usage error; 130: interrupted."""
     from sr_tool.batch import INPUT_SUFFIXES, BatchError, check_writable, collect_inputs, parse_shard, plan_jobs, run_batch, shard
@@ -220,24 +218,19 @@ def models() -> None:
 
 @app.command(name="eval")
 def evaluate_models(
-    model: list[str] = typer.Option(..., "--model", "-m", help="Model to score (repeatable): built-in name or .onnx."),
-    data: str = typer.Option(..., "--data", help="Folder of HR images (or with HR/ and LR_bicubic/X<s>/)."),
-    scale: int = typer.Option(4, "-x", "--scale", help="Upscaling factor."),
-    lr: str = typer.Option(None, "--lr", help="LR folder to upscale instead (<stem>x<s>.* or <stem>.*, e.g. from `srtool make-lr`)."),
-    csv_path: str = typer.Option(None, "--csv", help="Per-image CSV; default eval_<data>_x<s>.csv."),
-    compare: str = typer.Option(None, "--compare", help="Write a comparison picture here (PNG)."),
-    compare_models: str = typer.Option(
-        None, help="A,B: the picture shows, for the images where models A and B differ most, the crop where they do."
-    ),
-    compare_count: int = typer.Option(10, min=1, help="Rows (images) of the --compare-models picture."),
-    compare_image: str = typer.Option(None, help="Without --compare-models: the image to crop (stem); default the first."),
-    crop: str = typer.Option(None, help="Without --compare-models: the crop as x,y,size in HR pixels; default centred 128."),
-    metrics: str = typer.Option(
-        "psnr_y,ssim_y,ms_ssim,st_lpips,artifact",
-        help="Comma-separated metrics; on request st_lpips_vgg, and lpips_alex, lpips_vgg (need torchvision's ImageNet weights).",
-    ),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
-    engine: str = typer.Option("onnxruntime", help="onnxruntime or torch."),
+    model: Annotated[list[str], Opt("--model", "-m", metavar="MODEL", help="Model to score (repeatable): built-in name or .onnx.")],
+    data: Annotated[str, Opt("--data", metavar="FOLDER", help="Folder of HR images (or with HR/ and LR_bicubic/X<s>/).")],
+    scale: Annotated[int, Opt("-x", "--scale", metavar="S", help="Upscaling factor.")] = 4,
+    lr: Annotated[str | None, Opt("--lr", metavar="FOLDER", help="LR folder to upscale instead (<stem>x<s>.* or <stem>.*, e.g. from `srtool make-lr`).")] = None,
+    metrics: Annotated[str, Opt(metavar="LIST", help="Comma-separated metrics; on request st_lpips_vgg, and lpips_alex, lpips_vgg (need torchvision's ImageNet weights).")] = "psnr_y,ssim_y,ms_ssim,st_lpips,artifact",
+    csv_path: Annotated[str | None, Opt("--csv", metavar="FILE", help="Per-image CSV; default eval_<data>_x<s>.csv.")] = None,
+    compare: Annotated[str | None, Opt("--compare", metavar="PNG", help="Write a comparison picture here.", rich_help_panel=_PICTURE)] = None,
+    compare_models: Annotated[str | None, Opt(metavar="A,B", help="The picture shows, for the images where models A and B differ most, the crop where they do.", rich_help_panel=_PICTURE)] = None,
+    compare_count: Annotated[int, Opt(metavar="N", min=1, help="Rows (images) of the --compare-models picture.", rich_help_panel=_PICTURE)] = 10,
+    compare_image: Annotated[str | None, Opt(metavar="STEM", help="Without --compare-models: the image to crop; default the first.", rich_help_panel=_PICTURE)] = None,
+    crop: Annotated[str | None, Opt(metavar="X,Y,SIZE", help="Without --compare-models: the crop in HR pixels; default centred 128.", rich_help_panel=_PICTURE)] = None,
+    device: Annotated[str, Opt(metavar="DEVICE", help="auto, cpu, cuda or cuda:N.", rich_help_panel=_HARDWARE)] = "auto",
+    engine: Annotated[str, Opt(metavar="ENGINE", help="onnxruntime or torch.", rich_help_panel=_HARDWARE)] = "onnxruntime",
 ) -> None:
     """Score models (bicubic included) on a benchmark folder: PSNR-Y, SSIM-Y, MS-SSIM, ST-LPIPS, the
     artifact check (median spectral excess; over 0.5 flags a painted periodic pattern)."""
@@ -314,12 +307,12 @@ def evaluate_models(
 
 @app.command(name="make-lr")
 def make_lr(
-    data: str = typer.Argument(..., help="Benchmark folder (HR/ and LR_bicubic/X<s>/, or HR images)."),
-    out: str = typer.Argument(..., help="Folder for the LR files."),
-    scale: int = typer.Option(4, "-x", "--scale", help="Upscaling factor."),
-    jpeg_quality: int = typer.Option(None, "--jpeg", min=1, max=100, help="Save as JPEG of this quality (Pillow, 4:2:0)."),
-    noise: float = typer.Option(0.0, "--noise", min=0, help="Gaussian noise sigma on the LR, 0-255 scale."),
-    seed: int = typer.Option(0, help="Seed of the noise."),
+    data: Annotated[str, typer.Argument(metavar="DATA", help="Benchmark folder (HR/ and LR_bicubic/X<s>/, or HR images).", show_default=False)],
+    out: Annotated[str, typer.Argument(metavar="OUT", help="Folder for the LR files.", show_default=False)],
+    scale: Annotated[int, Opt("-x", "--scale", metavar="S", help="Upscaling factor.")] = 4,
+    jpeg_quality: Annotated[int | None, Opt("--jpeg", metavar="1..100", min=1, max=100, help="Save as JPEG of this quality (Pillow, 4:2:0); default: PNG.")] = None,
+    noise: Annotated[float, Opt("--noise", metavar="SIGMA", min=0, help="Gaussian noise sigma on the LR, 0-255 scale.")] = 0.0,
+    seed: Annotated[int, Opt(metavar="N", help="Seed of the noise.")] = 0,
 ) -> None:
     """Degraded LR test sets for `srtool eval --lr`: the benchmark's bicubic LR, plus noise, then JPEG.
 
@@ -336,14 +329,14 @@ def make_lr(
 
 @app.command()
 def bench(
-    model: list[str] = typer.Option(["perceptual"], "--model", "-m", help="Model(s) to time (repeatable)."),
-    scale: int = typer.Option(4, "-x", "--scale", help="Upscaling factor."),
-    device: list[str] = typer.Option(["auto"], "--device", help="Device(s) (repeatable)."),
-    engine: list[str] = typer.Option(["onnxruntime", "torch"], "--engine", help="Engine(s) (repeatable)."),
-    tile: list[int] = typer.Option([0], "--tile", help="Tile size(s); 0 = automatic (repeatable)."),
-    size: str = typer.Option("256x256", help="Input size WxH."),
-    repeats: int = typer.Option(3, min=1, help="Timed runs per measurement (the median is reported), after one warm-up."),
-    threads: int = typer.Option(0, help="CPU threads; 0 = all."),
+    model: Annotated[list[str], Opt("--model", "-m", metavar="MODEL", help="Model(s) to time (repeatable).")] = ["perceptual"],  # noqa: B006
+    scale: Annotated[int, Opt("-x", "--scale", metavar="S", help="Upscaling factor.")] = 4,
+    size: Annotated[str, Opt(metavar="WxH", help="Input size.")] = "256x256",
+    repeats: Annotated[int, Opt(metavar="N", min=1, help="Timed runs per measurement (the median is reported), after one warm-up.")] = 3,
+    device: Annotated[list[str], Opt("--device", metavar="DEVICE", help="Device(s) (repeatable).", rich_help_panel=_HARDWARE)] = ["auto"],  # noqa: B006
+    engine: Annotated[list[str], Opt("--engine", metavar="ENGINE", help="Engine(s) (repeatable).", rich_help_panel=_HARDWARE)] = ["onnxruntime", "torch"],  # noqa: B006
+    tile: Annotated[list[int], Opt("--tile", metavar="PX", help="Tile size(s); 0 = automatic (repeatable).", rich_help_panel=_HARDWARE)] = [0],  # noqa: B006
+    threads: Annotated[int, Opt(metavar="N", help="CPU threads; 0 = all.", rich_help_panel=_HARDWARE)] = 0,
 ) -> None:
     """Megapixels/s for each model x device x tile x engine (ONNX Runtime against PyTorch eager)."""
     from sr_tool.bench import bench_upscaler
@@ -377,10 +370,10 @@ def bench(
 
 @app.command()
 def export(
-    checkpoint: str = typer.Argument(..., help="Training checkpoint (.ckpt) or model file from save_model (.pt)."),
-    output: str = typer.Option(..., "-o", "--output", help="ONNX file to write; the card goes beside it as .json."),
-    fp16: bool = typer.Option(False, "--fp16", help="fp16 weights inside, fp32 inputs and outputs (for GPUs)."),
-    parity_image: str = typer.Option(None, help="Image for the PyTorch/ONNX parity check (default: synthetic)."),
+    checkpoint: Annotated[str, typer.Argument(metavar="CHECKPOINT", help="Training checkpoint (.ckpt) or model file from save_model (.pt).", show_default=False)],
+    output: Annotated[str, Opt("-o", "--output", metavar="ONNX", help="ONNX file to write; the card goes beside it as .json.")],
+    fp16: Annotated[bool, Opt("--fp16", metavar=_FLAG, help="fp16 weights inside, fp32 inputs and outputs (for GPUs).")] = False,
+    parity_image: Annotated[str | None, Opt(metavar="IMAGE", help="Image for the PyTorch/ONNX parity check (default: a packaged photo).")] = None,
 ) -> None:
     """Export a checkpoint to ONNX (dynamic N, H, W; metadata inside; checked for parity)."""
     from pathlib import Path
@@ -445,9 +438,9 @@ def train(
     steps_per_epoch: Annotated[int | None, Opt(metavar="N", help="Validation and checkpoints every this many steps (default: 1000; a shorter run is one epoch).", rich_help_panel=_RUN)] = None,
     monitor: Annotated[str | None, Opt(metavar="METRIC", help="Best-checkpoint metric: psnr_y, ssim_y, ms_ssim, st_lpips (default: psnr_y).", rich_help_panel=_RUN)] = None,
     init: Annotated[str | None, Opt("--init", metavar="MODEL", help="Start from this model (.pt, .ckpt, .onnx; matching layers) (default: random).", rich_help_panel=_RUN)] = None,
-    resume: Annotated[bool | None, Opt("--resume/--no-resume", help="Continue exactly from OUT/checkpoints/last.ckpt (default: no).", rich_help_panel=_RUN)] = None,
+    resume: Annotated[bool | None, Opt("--resume/--no-resume", metavar=_FLAG, help="Continue exactly from OUT/checkpoints/last.ckpt (default: no).", rich_help_panel=_RUN)] = None,
     seed: Annotated[int | None, Opt(metavar="N", help="Random seed (default: 0).", rich_help_panel=_RUN)] = None,
-    export: Annotated[bool | None, Opt("--export/--no-export", help="Export model.onnx, model.pt and the card at the end (default: yes).", rich_help_panel=_RUN)] = None,
+    export: Annotated[bool | None, Opt("--export/--no-export", metavar=_FLAG, help="Export model.onnx, model.pt and the card at the end (default: yes).", rich_help_panel=_RUN)] = None,
     scale: Annotated[int | None, Opt("-x", "--scale", metavar="S", help="Upscaling factor: 2, 3, 4 or 8 (default: 4).", rich_help_panel=_MODEL)] = None,
     preset: Annotated[str | None, Opt(metavar="NAME", help="Architecture preset, see `srtool presets` (default: srresnet-light).", rich_help_panel=_MODEL)] = None,
     loss: Annotated[str | None, Opt(metavar="SPEC", help="Loss spec, e.g. l1, msssim+l1, 'l1+0.05*elpips-alex+spectral-excess' (default: l1).", rich_help_panel=_MODEL)] = None,
@@ -458,8 +451,8 @@ def train(
     ema_decay: Annotated[float | None, Opt(metavar="D", help="Decay of the weights' moving average, which is validated and exported (default: 0.999).", rich_help_panel=_OPTIM)] = None,
     grad_clip: Annotated[float | None, Opt(metavar="NORM", help="Max gradient norm, 0 = off (default: 0.0).", rich_help_panel=_OPTIM)] = None,
     precision: Annotated[str | None, Opt(metavar="P", help="auto (bf16-mixed on a GPU that has it), 32-true, bf16-mixed, 16-mixed (default: auto).", rich_help_panel=_HARDWARE)] = None,
-    channels_last: Annotated[bool | None, Opt("--channels-last/--no-channels-last", help="channels_last memory layout (default: no).", rich_help_panel=_HARDWARE)] = None,
-    compile: Annotated[bool | None, Opt("--compile/--no-compile", help="torch.compile the model (default: no).", rich_help_panel=_HARDWARE)] = None,
+    channels_last: Annotated[bool | None, Opt("--channels-last/--no-channels-last", metavar=_FLAG, help="channels_last memory layout (default: no).", rich_help_panel=_HARDWARE)] = None,
+    compile: Annotated[bool | None, Opt("--compile/--no-compile", metavar=_FLAG, help="torch.compile the model (default: no).", rich_help_panel=_HARDWARE)] = None,
     accelerator: Annotated[str | None, Opt(metavar="NAME", help="auto, cpu, gpu (default: auto).", rich_help_panel=_HARDWARE)] = None,
     devices: Annotated[str | None, Opt(metavar="N|LIST", help="Number of devices, or a list such as 0,1 (default: auto).", rich_help_panel=_HARDWARE)] = None,
     num_nodes: Annotated[int | None, Opt(metavar="N", help="Machines (default: 1).", rich_help_panel=_HARDWARE)] = None,

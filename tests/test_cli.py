@@ -55,3 +55,22 @@ def test_train_help_states_the_defaults_training_uses():
         assert stated == str(actual) or actual in words.get(stated, ()), (param.name, stated, actual)
         checked += 1
     assert checked >= 20
+
+
+def test_help_shows_value_names_not_type_markers():
+    import re
+
+    import typer
+    from typer.testing import CliRunner
+
+    from sr_tool.cli import app
+
+    runner = CliRunner()
+    for name, command in typer.main.get_command(app).commands.items():
+        text = runner.invoke(app, [name, "--help"], env={"COLUMNS": "200"}).output
+        options = [line for line in text.splitlines() if re.search(r"│\s+(\*\s+)?--", line) and "--help" not in line]
+        assert len(options) >= len([p for p in command.params if p.param_type_name == "option"]) - 1, name
+        markers = [line.strip() for line in options if re.search(r"<(bool|str|int|float|list\[[a-z]+\])>", line)]
+        assert not markers, (name, markers)
+    upscale_help = runner.invoke(app, ["upscale", "--help"], env={"COLUMNS": "200"}).output
+    assert all(f"─ {panel} ─" in upscale_help for panel in ("Outputs", "Inputs", "Hardware"))
