@@ -336,9 +336,10 @@ def run_batch(
     decoders = [threading.Thread(target=decode_worker, daemon=True) for _ in range(max(1, decode_workers))]
     inferers = [threading.Thread(target=infer_worker, args=(u,), daemon=True) for u in upscalers]
     encoders = [threading.Thread(target=encode_worker, daemon=True) for _ in range(max(1, encode_workers))]
-    for t in decoders + inferers + encoders:
-        t.start()
-    try:
+    threads = decoders + inferers + encoders
+    try:  # threads start inside: a Ctrl-C between two starts must still stop and release them all
+        for t in threads:
+            t.start()
         _join(decoders)
         for _ in inferers:
             put(decoded, done_marker)
@@ -351,8 +352,9 @@ def run_batch(
         result.interrupted = True
         # Every worker ends after its current item: writes complete (and are renamed), and no thread
         # is left inside the inference runtime when the interpreter exits.
-        for t in decoders + inferers + encoders:
-            t.join()
+        for t in threads:
+            if t.ident is not None:  # started
+                t.join()
     finally:
         for job in list(held):  # decoded or upscaled but not written (interrupted): free for a rerun
             release(job)

@@ -171,13 +171,16 @@ def test_ctrl_c_leaves_only_complete_outputs_and_a_rerun_finishes(tmp_path):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: os.nice(10))  # fmt: skip
     deadline = time.time() + 120
-    while time.time() < deadline and not (out.is_dir() and any(p.suffix == ".png" for p in out.iterdir())):
-        time.sleep(0.05)
+    # Interrupt as soon as the batch has begun (its first claim, temp file or output in the folder):
+    # 47 files or more are still to do then, however busy the machine is.
+    while time.time() < deadline and not (out.is_dir() and any(out.iterdir())):
+        time.sleep(0.01)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     written = sorted(p for p in out.iterdir() if p.suffix == ".png")
-    assert 1 <= len(written) < 48, "the interrupt should land mid-batch"
+    assert len(written) < 48, "the interrupt should land mid-batch"
+    assert not [p for p in out.iterdir() if p.name.endswith(".srtool-lock")]  # claims are released
     assert not _temps(out)
     for path in written:
         assert read_image(path).size == (640, 640)  # complete, decodable
