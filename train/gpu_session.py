@@ -1,11 +1,17 @@
-"""Train all six shipped models in one short session on one GPU machine (about 8.5 minutes).
+"""Train srtool's models in one short session on one GPU machine.
 
-Runs the recipes of train/recipes/ in three stages, each model with a wall-time budget to which
-srtool fits its step count (``--time-budget``), so the learning-rate schedules end in time:
+``--plan shipped`` (default; about 8.5 minutes) trains the six shipped models from the recipes of
+train/recipes/, in three stages, each model with a wall-time budget to which srtool fits its step
+count (``--time-budget``), so the learning-rate schedules end in time:
 
     1. pixel_x4                                  (alone: the long run)
     2. pixel_x2, msssim_x4, perceptual_x4        (side by side; all start from pixel_x4)
     3. msssim_x2, perceptual_x2                  (side by side; start from pixel_x2)
+
+``--plan frontier`` trains the efficient family's candidates (train/recipes/frontier/: rep-l pixel
+x4, then x2 from its body), on ``PACK/photos`` too where it was carried (the free photo set of
+train/data, packed with train/pack_data.py). ``--init pixel_x4=FILE`` continues from earlier weights
+(e.g. the last session's export), so sessions add up.
 
 After each model it writes ``OUT/<name>.ckpt`` (a slim checkpoint: EMA weights, config, step,
 hardware, wall time, validation metrics; ~6 MB) and refreshes ``OUT/logs.tar.gz`` (every log and
@@ -34,12 +40,21 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-# (model, model it starts from, wall seconds, data workers); models of a stage run side by side.
-STAGES = [
-    [("pixel_x4", None, 270, 12)],
-    [("pixel_x2", "pixel_x4", 130, 6), ("msssim_x4", "pixel_x4", 90, 4), ("perceptual_x4", "pixel_x4", 90, 4)],
-    [("msssim_x2", "pixel_x2", 75, 6), ("perceptual_x2", "pixel_x2", 75, 6)],
-]
+# Per plan: stages of (model, model it starts from, wall seconds, data workers); the models of a
+# stage run side by side. A plan's recipes are train/recipes/<recipes>/<model>.yaml.
+PLANS = {
+    "shipped": ("", [
+        [("pixel_x4", None, 270, 12)],
+        [("pixel_x2", "pixel_x4", 130, 6), ("msssim_x4", "pixel_x4", 90, 4), ("perceptual_x4", "pixel_x4", 90, 4)],
+        [("msssim_x2", "pixel_x2", 75, 6), ("perceptual_x2", "pixel_x2", 75, 6)],
+    ]),
+    # The efficient family (rep-l) on T91 + BSD200 + the free photo set (PACK/photos, if carried).
+    # Untried on a GPU so far: the budgets are a first guess for one 15-minute device session.
+    "frontier": ("frontier", [
+        [("pixel_x4", None, 420, 14)],
+        [("pixel_x2", "pixel_x4", 240, 14)],
+    ]),
+}  # fmt: skip
 GRACE_S = 45  # process start, data decoding, the last validation and checkpoint
 
 
@@ -51,6 +66,9 @@ def main() -> None:
     parser.add_argument("--time-scale", type=float, default=1.0, help="multiplies every budget (dry runs)")
     parser.add_argument("--extra", default="", help="extra `srtool train` options for every model")
     parser.add_argument("--only", nargs="*", help="run just these models (their parents must be in OUT)")
+    parser.add_argument("--plan", choices=PLANS, default="shipped", help="which models: %(choices)s")
+    parser.add_argument("--init", nargs="*", default=[], metavar="MODEL=FILE",
+                        help="start a first-stage model from earlier weights, e.g. pixel_x4=models/pixel_x4.onnx")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -59,20 +77,24 @@ def main() -> None:
     sys.path[:0] = paths  # for slim_checkpoint here
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")]))
     summary = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "models": {}}
-    for stage in STAGES:
+    recipes, stages = PLANS[args.plan]
+    earlier = dict(item.split("=", 1) for item in args.init)
+    summary["plan"] = args.plan
+    for stage in stages:
         jobs = []
         for name, parent, budget, workers in stage:
             if args.only and name not in args.only:
                 continue
-            init = args.out / f"{parent}.ckpt" if parent else None
+            init = args.out / f"{parent}.ckpt" if parent else (Path(earlier[name]) if name in earlier else None)
             if parent and not init.is_file():
                 summary["models"][name] = {"status": f"skipped: {parent} did not finish"}
                 continue
             budget *= args.time_scale
             data = Path(os.path.relpath(pack, REPO))  # paths as the cards will record them
+            photos = ["--data", str(data / "photos")] if (pack / "photos").is_dir() else []
             cmd = [
-                sys.executable, "-m", "sr_tool", "train", "--config", f"train/recipes/{name}.yaml",
-                "--data", str(data / "train"), "--val", str(data / "val" / "Set5"), "--val", str(data / "val" / "Set14"),
+                sys.executable, "-m", "sr_tool", "train", "--config", str(Path("train/recipes", recipes, f"{name}.yaml")),
+                "--data", str(data / "train"), *photos, "--val", str(data / "val" / "Set5"), "--val", str(data / "val" / "Set14"),
                 "--out", str(args.work / name), "--time-budget", f"{budget:.0f}", "--num-workers", str(workers),
                 "--no-export", *(["--init", str(init)] if init else []), *shlex.split(args.extra),
             ]  # fmt: skip
