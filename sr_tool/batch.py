@@ -15,6 +15,7 @@ import glob
 import os
 import queue
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -90,7 +91,9 @@ def collect_inputs(inputs: Sequence[str], recursive: bool = False) -> Inputs:
         elif path.is_file():
             found.append((path, path.parent))
         elif glob.has_magic(item):
-            matches = sorted(Path(p) for p in glob.glob(item, recursive=recursive) if Path(p).is_file())
+            # ** is recursive by itself, as in the shell's globstar: nobody writes it to mean *
+            deep = recursive or "**" in item
+            matches = sorted(Path(p) for p in glob.glob(item, recursive=deep) if Path(p).is_file())
             if not matches:
                 raise BatchError(f"{item}: no files match")
             expanded(matches, lambda p, base=_glob_base(item): base)
@@ -146,8 +149,9 @@ def plan_jobs(
     for job in jobs:
         other = by_target.setdefault(job.target.resolve(), job)
         if other is not job:
-            raise BatchError(f"{other.source} and {job.source} would both write {job.target}; "
-                             "keep their formats (no --format), or upscale them in separate runs")  # fmt: skip
+            advice = ("keep their formats (no --format), or upscale them in separate runs" if fmt else
+                      "give -o a folder above both, so that it mirrors their sub-folders, or upscale them in separate runs")
+            raise BatchError(f"{other.source} and {job.source} would both write {job.target}; {advice}")
     return jobs
 
 
@@ -165,8 +169,12 @@ def check_writable(jobs: Sequence[Job]) -> None:
             existing = existing.parent
         if not existing.is_dir():
             raise BatchError(f"{folder}: cannot create the output folder ({existing} is a file)")
-        if not os.access(existing, os.W_OK | os.X_OK):
-            raise BatchError(f"{existing}: output folder is not writable")
+        try:  # create it and write into it, as the outputs will: permission bits alone miss root and /proc
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder, prefix=".srtool-write-check-"):
+                pass
+        except OSError as err:
+            raise BatchError(f"{folder}: output folder is not writable ({err.strerror or err})") from None
 
 
 def parse_shard(text: str) -> tuple[int, int]:

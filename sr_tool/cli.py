@@ -47,13 +47,13 @@ def upscale(
     output: Annotated[str | None, Opt("-o", "--output", metavar="PATH", help="Output file (one input) or folder; default: beside each input.", rich_help_panel=_OUTPUT)] = None,
     scale: Annotated[float, Opt("-x", "--scale", metavar="S", help="Upscaling factor; any value above 1 (e.g. 2, 3, 4, 1.5).")] = 4.0,
     model: Annotated[str | None, Opt("--model", "-m", metavar="MODEL", help="pixel, msssim, perceptual, photo, bicubic, or an .onnx file; default: photo for JPEG inputs, perceptual for the rest (the best installed).")] = None,
-    strength: Annotated[float | None, Opt("--strength", metavar="0..1", min=0, max=1, help="Denoise strength of the photo model: mixes its weights with its clean partner's (pixel); 1 = photo as trained (default), 0 = pixel.")] = None,
+    strength: Annotated[float | None, Opt("--strength", metavar="S", min=0, max=1, help="Denoise strength of the photo model: mixes its weights with its clean partner's (pixel); 1 = photo as trained (default), 0 = pixel.")] = None,
     recursive: Annotated[bool, Opt("--recursive", "-r", metavar=_FLAG, help="Descend into sub-folders.", rich_help_panel=_INPUT)] = False,
     max_pixels: Annotated[int, Opt(metavar="N", help="Refuse inputs with more pixels (decompression bombs).", rich_help_panel=_INPUT)] = 150_000_000,
     shard_spec: Annotated[str | None, Opt("--shard", metavar="K/N", help="Process only the K-th of N disjoint shards, counted from 1 (1/8 .. 8/8; e.g. $SLURM_ARRAY_TASK_ID/8 with --array=1-8).", rich_help_panel=_INPUT)] = None,
     suffix: Annotated[str | None, Opt(metavar="TEXT", help="Added to output names; default _x<scale>.", rich_help_panel=_OUTPUT)] = None,
-    fmt: Annotated[str | None, Opt("--format", metavar="FORMAT", help="png, jpg, webp or tif; default: the input's.", rich_help_panel=_OUTPUT)] = None,
-    quality: Annotated[int, Opt(metavar="1..100", min=1, max=100, help="JPEG/WebP quality (WebP 100 = lossless).", rich_help_panel=_OUTPUT)] = 95,
+    fmt: Annotated[str | None, Opt("--format", metavar="FORMAT", help="png, jpg, webp or tif; default: the input's (PNG for GIF and BMP inputs).", rich_help_panel=_OUTPUT)] = None,
+    quality: Annotated[int, Opt(metavar="Q", min=1, max=100, help="JPEG/WebP quality (WebP 100 = lossless).", rich_help_panel=_OUTPUT)] = 95,
     overwrite: Annotated[bool, Opt("--overwrite", metavar=_FLAG, help="Replace existing outputs (default: skip them).", rich_help_panel=_OUTPUT)] = False,
     device: Annotated[str, Opt(metavar="DEVICE", help="auto, cpu, cuda, cuda:N, or cuda:0,cuda:1 for several GPUs.", rich_help_panel=_HARDWARE)] = "auto",
     engine: Annotated[str, Opt(metavar="ENGINE", help="onnxruntime or torch.", rich_help_panel=_HARDWARE)] = "onnxruntime",
@@ -120,7 +120,8 @@ def upscale(
         typer.echo(f"error: {failure.source}: {failure.reason}", err=True)
     rate = result.megapixels / result.seconds if result.seconds else 0.0
     busy = f", {len(result.busy)} left to another run writing them" if result.busy else ""
-    summary = (f"{len(result.done)} written, {len(result.skipped)} skipped (outputs already exist; --overwrite replaces them){busy}, "
+    existing = " (outputs already exist; --overwrite replaces them)" if result.skipped else ""
+    summary = (f"{len(result.done)} written, {len(result.skipped)} skipped{existing}{busy}, "
                f"{len(result.failed)} failed in {result.seconds:.1f} s ({rate:.2f} output MP/s)")  # fmt: skip
     if result.interrupted:
         typer.echo(f"interrupted: {summary}; rerun the same command to continue", err=True)
@@ -223,7 +224,7 @@ def evaluate_models(
     scale: Annotated[int, Opt("-x", "--scale", metavar="S", help="Upscaling factor.")] = 4,
     lr: Annotated[str | None, Opt("--lr", metavar="FOLDER", help="LR folder to upscale instead (<stem>x<s>.* or <stem>.*, e.g. from `srtool make-lr`).")] = None,
     metrics: Annotated[str, Opt(metavar="LIST", help="Comma-separated metrics; on request st_lpips_vgg, and lpips_alex, lpips_vgg (need torchvision's ImageNet weights).")] = "psnr_y,ssim_y,ms_ssim,st_lpips,artifact",
-    csv_path: Annotated[str | None, Opt("--csv", metavar="FILE", help="Per-image CSV; default eval_<data>_x<s>.csv.")] = None,
+    csv_path: Annotated[str | None, Opt("--csv", metavar="FILE", help="Per-image CSV; default eval_<data>_x<s>.csv (eval_<data>-<lr>_x<s>.csv with --lr).")] = None,
     compare: Annotated[str | None, Opt("--compare", metavar="PNG", help="Write a comparison picture here.", rich_help_panel=_PICTURE)] = None,
     compare_models: Annotated[str | None, Opt(metavar="A,B", help="The picture shows, for the images where models A and B differ most, the crop where they do.", rich_help_panel=_PICTURE)] = None,
     compare_count: Annotated[int, Opt(metavar="N", min=1, help="Rows (images) of the --compare-models picture.", rich_help_panel=_PICTURE)] = 10,
@@ -257,15 +258,26 @@ def evaluate_models(
     pair_to_compare = [m.strip() for m in compare_models.split(",")] if compare_models else None
     if pair_to_compare and (len(pair_to_compare) != 2 or not set(pair_to_compare) <= set(labels)):
         _fail(f"--compare-models {compare_models}: expected two of the models scored ({', '.join(labels)})")
+    picture_options = [name for name, value in (("--compare-models", compare_models), ("--compare-image", compare_image),
+                                                 ("--crop", crop)) if value]  # fmt: skip
+    if picture_options and not compare:
+        _fail(f"{', '.join(picture_options)}: these shape the --compare picture; give --compare FILE.png too")
     try:
         pairs = load_pairs(data, scale, lr)
+        if compare and not pair_to_compare:  # the crop's image and bounds, before the scoring
+            pair = next((p for p in pairs if p.name == compare_image), None) if compare_image else pairs[0]
+            if pair is None:
+                raise ValueError(f"--compare-image {compare_image}: not in {data}")
+            h, w = pair.hr.shape[-2:]
+            if box and (box[0] < 0 or box[1] < 0 or box[2] < 1 or box[0] + box[2] > w or box[1] + box[2] > h):
+                raise ValueError(f"--crop {crop}: outside the {w}x{h} image {pair.name}")
         upscalers = {label: Upscaler(n, scale, engine=engine, device=device) for label, n in zip(labels, names)}
         with _task_bar(len(pairs) * len(upscalers), "scoring") as step:
             rows, outputs = evaluate(upscalers, pairs, scale, metrics=[m.strip() for m in metrics.split(",") if m.strip()],
                                      on_image=lambda name, image: step(f"{name}: {image}"))  # fmt: skip
     except (ValueError, EngineError, ModelNotFound, ImageReadError, OSError) as err:
         _fail(str(err))
-    data_name = Path(data).resolve().name
+    data_name = Path(data).resolve().name + (f"-{Path(lr).resolve().name}" if lr else "")
     csv_file = Path(csv_path or f"eval_{data_name}_x{scale}.csv")
     write_csv(rows, csv_file)
     table = summarise(rows)
@@ -296,9 +308,6 @@ def evaluate_models(
             if pair_to_compare:
                 difference_picture(outputs, pairs, *pair_to_compare, compare, count=compare_count)
             else:
-                pair = next((p for p in pairs if p.name == compare_image), None) if compare_image else pairs[0]
-                if pair is None:
-                    _fail(f"--compare-image {compare_image}: not in {data}")
                 comparison_picture(outputs, pair, compare, box=box)
         except ValueError as err:
             _fail(str(err))
@@ -310,7 +319,7 @@ def make_lr(
     data: Annotated[str, typer.Argument(metavar="DATA", help="Benchmark folder (HR/ and LR_bicubic/X<s>/, or HR images).", show_default=False)],
     out: Annotated[str, typer.Argument(metavar="OUT", help="Folder for the LR files.", show_default=False)],
     scale: Annotated[int, Opt("-x", "--scale", metavar="S", help="Upscaling factor.")] = 4,
-    jpeg_quality: Annotated[int | None, Opt("--jpeg", metavar="1..100", min=1, max=100, help="Save as JPEG of this quality (Pillow, 4:2:0); default: PNG.")] = None,
+    jpeg_quality: Annotated[int | None, Opt("--jpeg", metavar="Q", min=1, max=100, help="Save as JPEG of this quality (Pillow, 4:2:0); default: PNG.")] = None,
     noise: Annotated[float, Opt("--noise", metavar="SIGMA", min=0, help="Gaussian noise sigma on the LR, 0-255 scale.")] = 0.0,
     seed: Annotated[int, Opt(metavar="N", help="Seed of the noise.")] = 0,
 ) -> None:

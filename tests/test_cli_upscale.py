@@ -84,6 +84,14 @@ def test_bad_files_are_reported_and_the_rest_written(tmp_path):
     assert "3 written" in result.output and "4 failed" in result.output
 
 
+def test_the_summary_mentions_existing_outputs_only_when_there_were_some(tmp_path):
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    args = ["upscale", str(tmp_path / "a.png"), "--model", "bicubic", "-x", "2", "-o", str(tmp_path / "out")]
+    first, second = runner.invoke(app, args), runner.invoke(app, args)  # not quiet: the summary is printed
+    assert "1 written, 0 skipped," in first.output and "already exist" not in first.output
+    assert "0 written, 1 skipped (outputs already exist; --overwrite replaces them)" in second.output
+
+
 def test_existing_outputs_are_skipped_unless_overwrite_and_inputs_never_overwritten(tmp_path):
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
     model = tiny_onnx(2)
@@ -126,6 +134,9 @@ def test_nothing_is_computed_when_the_output_cannot_be_written(tmp_path):
     blocker.write_text("a file where a folder would go")
     result = _run(tmp_path / "a.png", "--model", "bicubic", "-x", "2", "-o", blocker / "out")
     assert result.exit_code == 2 and "cannot create the output folder" in result.output
+    # a folder that cannot be made even by root: one usage error, not one failure per file
+    result = _run(tmp_path / "a.png", tmp_path / "a.png", "--model", "bicubic", "-x", "2", "-o", "/proc/srtool-nope")
+    assert result.exit_code == 2 and result.output.count("not writable") == 1, result.output
 
 
 def test_empty_folders_scale_one_and_fp16_on_cpu_are_not_silent(tmp_path):
@@ -228,6 +239,16 @@ def test_collisions_name_the_files_and_globs_mirror_their_sub_folders(tmp_path):
     assert result.exit_code == 0, result.output
     assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png")) == [
         "x/c_x2.png", "y/c_x2.png"]  # fmt: skip
+    # ** descends without -r too (as the shell's globstar): nothing at the top or deeper is left out
+    (tmp_path / "x" / "deep").mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "x" / "deep" / "d.png")
+    result = _run(f"{tmp_path}/**/*.png", "--model", "bicubic", "-x", "2", "-o", tmp_path / "all")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.relative_to(tmp_path / "all").as_posix() for p in (tmp_path / "all").rglob("*.png")) == [
+        "a_x2.png", "x/c_x2.png", "x/deep/d_x2.png", "y/c_x2.png"]  # fmt: skip
+    # same names from two folders given side by side: the advice is about -o, not --format
+    result = _run(tmp_path / "x" / "c.png", tmp_path / "y" / "c.png", "--model", "bicubic", "-x", "2", "-o", tmp_path / "flat")
+    assert result.exit_code == 2 and "--format" not in result.output and "-o a folder above both" in result.output
 
 
 def test_two_runs_on_one_output_folder_split_the_work(tmp_path):

@@ -180,3 +180,31 @@ def test_an_lr_folder_missing_an_image_is_named(tmp_path, data_dir):
     Image.new("RGB", (30, 32)).save(lr / "baby.png")
     with pytest.raises(ValueError, match="30x32 px, expected 32x32"):
         load_pairs(folder, 2, lr)
+
+
+def test_picture_options_are_checked_before_any_scoring(tmp_path, data_dir):
+    folder = tmp_path / "set"
+    folder.mkdir()
+    Image.open(data_dir / "Set5" / "HR" / "baby.png").crop((0, 0, 64, 64)).save(folder / "baby.png")
+    base = ["eval", "--model", str(tiny_onnx(2)), "--data", str(folder), "-x", "2", "--metrics", "psnr_y",
+            "--csv", str(tmp_path / "e.csv"), "--device", "cpu"]  # fmt: skip
+    result = runner.invoke(app, [*base, "--crop", "1,2,3"])
+    assert result.exit_code == 2 and "give --compare" in result.output
+    result = runner.invoke(app, [*base, "--compare", str(tmp_path / "c.png"), "--crop", "500,500,128"])
+    assert result.exit_code == 2 and "outside the 64x64 image baby" in result.output
+    assert not (tmp_path / "e.csv").exists()  # failed before the scoring wrote anything
+
+
+def test_default_csv_names_say_which_lr_was_scored(tmp_path, data_dir, monkeypatch):
+    from sr_tool.evaluate import make_lr_set
+
+    folder = tmp_path / "set"
+    folder.mkdir()
+    Image.open(data_dir / "Set5" / "HR" / "baby.png").crop((0, 0, 64, 64)).save(folder / "baby.png")
+    make_lr_set(folder, tmp_path / "jpeg40", 2, jpeg_quality=40)
+    monkeypatch.chdir(tmp_path)
+    for extra in ([], ["--lr", str(tmp_path / "jpeg40")]):
+        result = runner.invoke(app, ["eval", "--model", str(tiny_onnx(2)), "--data", str(folder), "-x", "2",
+                                     "--metrics", "psnr_y", "--device", "cpu", *extra])  # fmt: skip
+        assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.glob("eval_*.csv")) == ["eval_set-jpeg40_x2.csv", "eval_set_x2.csv"]
