@@ -333,6 +333,11 @@ def test_shipped_recipes_are_valid_configs():
     for path in recipes:
         cfg = TrainConfig.from_dict(yaml.safe_load(path.read_text()))
         assert cfg.preset == "srresnet" and path.stem.endswith(f"_x{cfg.scale}")
+    frontier = sorted((Path(__file__).resolve().parents[1] / "train" / "recipes" / "frontier").glob("*.yaml"))
+    assert {p.stem for p in frontier} == {"pixel_x4", "pixel_x2"}
+    for path in frontier:  # the efficient family, on the free photo set too
+        cfg = TrainConfig.from_dict(yaml.safe_load(path.read_text()))
+        assert cfg.preset.startswith("rep-") and "train/data/photos" in cfg.train_dirs
 
 
 def test_paired_lr_folders_give_aligned_crops(folders, tmp_path):
