@@ -135,7 +135,11 @@ class TiledRunner:
             if shift > 0:  # rows above this tile row receive nothing more: finish them, slide the band
                 self._finish(out, acc[:, :shift], weight[:shift], band_top)
                 keep = band_h - shift
-                acc[:, :keep], weight[:keep] = acc[:, shift:], weight[shift:]
+                # Slide up in chunks no taller than the shift: chunks never overlap their source, so
+                # numpy makes no band-sized temporary copy (it does for one overlapping assignment).
+                for i in range(0, keep, shift):
+                    n = min(shift, keep - i)
+                    acc[:, i : i + n], weight[i : i + n] = acc[:, shift + i : shift + i + n], weight[shift + i : shift + i + n]
                 acc[:, keep:], weight[keep:] = 0, 0
                 band_top = top
             row_w = _ramp(th * s, row > 0, row < len(plan.ys) - 1, self.pad * s, self.blend * s)[: bottom - top]
@@ -161,7 +165,8 @@ class TiledRunner:
 
     def _finish(self, out: np.ndarray, acc: np.ndarray, weight: np.ndarray, top: int) -> None:
         """Normalise finished rows in place (no band-sized temporaries) and store them in ``out``."""
-        np.divide(acc, np.maximum(weight, 1e-12)[None], out=acc)
+        np.maximum(weight, 1e-12, out=weight)  # rows are finished: their weights are not needed again
+        np.divide(acc, weight[None], out=acc)
         if out.dtype != np.float32:
             peak = np.iinfo(out.dtype).max
             np.clip(acc, 0, 1, out=acc)

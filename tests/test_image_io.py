@@ -287,3 +287,10 @@ def test_every_written_file_is_marked_as_srtool_output_and_keeps_its_exif(tmp_pa
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "plain.png")
     (tmp_path / "junk.png").write_bytes(b"not an image")
     assert not is_srtool_output(tmp_path / "plain.png") and not is_srtool_output(tmp_path / "junk.png")
+
+
+def test_big_jpeg_outputs_skip_the_optimize_pass_that_holds_every_coefficient():
+    from sr_tool.image_io import OPTIMIZE_MAX_PIXELS, ImageInfo, _save_options
+
+    assert _save_options("JPEG", ImageInfo(), 90, 4000 * 3000)["optimize"] is True
+    assert _save_options("JPEG", ImageInfo(), 90, OPTIMIZE_MAX_PIXELS + 1)["optimize"] is False
