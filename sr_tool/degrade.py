@@ -95,7 +95,7 @@ PRESETS = {
     "clean": Degradation("clean"),
     "jpeg": Degradation("jpeg", (Stage(jpeg_probability=0.9, jpeg_quality=(30, 95)),)),
     # One round, mild enough that clean input keeps its quality: phone and camera JPEGs, some sensor
-    # noise, a little defocus. The shipped photo models train on it.
+    # noise, a little defocus. The photo recipes (train/recipes/photo_x*.yaml) train on it.
     "first-order": Degradation("first-order", (
         Stage(blur_probability=0.3, blur_sigma=(0.2, 1.5), sinc_probability=0.1, noise_probability=0.4,
               poisson_share=0.3, noise_sigma=(1, 15), poisson_scale=(0.05, 1.5), jpeg_probability=0.7,
