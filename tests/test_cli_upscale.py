@@ -178,9 +178,13 @@ def test_ctrl_c_leaves_only_complete_outputs_and_a_rerun_finishes(tmp_path):
         Image.fromarray(rng.integers(0, 256, (160, 160, 3), dtype=np.uint8)).save(folder / f"{i:02d}.png")
     cmd = [sys.executable, "-m", "sr_tool", "upscale", str(folder), "-x", "4", "--model", str(tiny_onnx(4)),
            "-o", str(out), "--device", "cpu", "-q"]  # fmt: skip
-    # Niced, so that on a busy machine this test's polling still wakes before the batch is over.
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: os.nice(10))  # fmt: skip
+    def child_setup():
+        os.nice(10)  # on a busy machine this test's polling still wakes before the batch is over
+        # A child inherits an ignored SIGINT, and Python then leaves it ignored; earlier tests in this
+        # process (Lightning's signal handling) can leave it so. A user's terminal does not.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=child_setup)
     deadline = time.time() + 120
     # Interrupt as soon as the batch has begun (its first claim, temp file or output in the folder):
     # 47 files or more are still to do then, however busy the machine is.
