@@ -207,12 +207,13 @@ def models() -> None:
     if not entries:
         typer.echo(f"no built-in models installed (expected {', '.join(BUILTIN_MODELS)})")
         return
-    typer.echo(f"{'name':<11} {'scale':>5} {'loss':<22} {'val PSNR-Y':>11} {'params':>9} {'steps':>7}  file")
+    loss_w = max(22, *(len(str(e["card"].get("loss", "?"))) for e in entries))  # long mixes stay aligned
+    typer.echo(f"{'name':<11} {'scale':>5} {'loss':<{loss_w}} {'val PSNR-Y':>11} {'params':>9} {'steps':>7}  file")
     for e in entries:
         card = e["card"]
         psnr = card.get("validation", {}).get("val/psnr_y")
         psnr_text = f"{psnr:.2f}" if isinstance(psnr, float) else "-"
-        typer.echo(f"{e['name']:<11} x{e['scale']:<4} {card.get('loss', '?'):<22} {psnr_text:>11} "
+        typer.echo(f"{e['name']:<11} x{e['scale']:<4} {card.get('loss', '?'):<{loss_w}} {psnr_text:>11} "
                    f"{card.get('parameters', 0):>9,} {card.get('steps', 0):>7}  {e['path']}")  # fmt: skip
     typer.echo("val PSNR-Y: on the recipe's validation sets (Set5 + Set14), from the card; see README for benchmarks")
 

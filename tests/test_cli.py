@@ -74,3 +74,16 @@ def test_help_shows_value_names_not_type_markers():
         assert not markers, (name, markers)
     upscale_help = runner.invoke(app, ["upscale", "--help"], env={"COLUMNS": "200"}).output
     assert all(f"─ {panel} ─" in upscale_help for panel in ("Outputs", "Inputs", "Hardware"))
+
+
+def test_models_table_stays_aligned_with_long_losses():
+    from typer.testing import CliRunner
+
+    from sr_tool.cli import app
+
+    result = CliRunner().invoke(app, ["models"])
+    assert result.exit_code == 0
+    rows = [line for line in result.output.splitlines() if line.split()[:1] and line.split()[0] in
+            ("name", "pixel", "msssim", "perceptual", "photo")]  # fmt: skip
+    assert len(rows) >= 2
+    assert len({line.index("/") if "/" in line else line.index("file") for line in rows}) == 1  # one file column
