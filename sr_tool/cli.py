@@ -15,7 +15,26 @@ _DATA, _RUN, _MODEL, _OPTIM, _HARDWARE = "Data", "Run", "Model and loss", "Optim
 _INPUT, _OUTPUT, _PICTURE = "Inputs", "Outputs", "Comparison pictures"
 _FLAG = ""  # metavar of on/off flags: no value placeholder in the help
 
+class _NoHelpMarker:
+    """Typer's commands print a ``<bool>`` type marker on their own --help line: not ours."""
+
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = _FLAG
+        return option
+
+
+class _Command(_NoHelpMarker, typer.core.TyperCommand):
+    pass
+
+
+class _Group(_NoHelpMarker, typer.core.TyperGroup):
+    pass
+
+
 app = typer.Typer(
+    cls=_Group,
     name="srtool",
     help="Super-resolution: upscale images with SRResNet models trained on pixel, MS-SSIM or deep-feature losses.",
     no_args_is_help=True,
@@ -41,7 +60,7 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-@app.command()
+@app.command(cls=_Command)
 def upscale(
     inputs: Annotated[list[str], typer.Argument(metavar="INPUTS", help="Image files, folders or globs.", show_default=False)],
     output: Annotated[str | None, Opt("-o", "--output", metavar="PATH", help="Output file (one input) or folder; default: beside each input.", rich_help_panel=_OUTPUT)] = None,
@@ -198,7 +217,7 @@ class _Progress:
             self.bar.update(self.task, advance=1, rate=f"{self.megapixels / elapsed:.2f} MP/s")
 
 
-@app.command()
+@app.command(cls=_Command)
 def models() -> None:
     """List the built-in models with their scales and cards."""
     from sr_tool.upscale import BUILTIN_MODELS, list_builtin_models
@@ -218,7 +237,7 @@ def models() -> None:
     typer.echo("val PSNR-Y: on the recipe's validation sets (Set5 + Set14), from the card; see README for benchmarks")
 
 
-@app.command(name="eval")
+@app.command(name="eval", cls=_Command)
 def evaluate_models(
     model: Annotated[list[str], Opt("--model", "-m", metavar="MODEL", help="Model to score (repeatable): built-in name or .onnx.")],
     data: Annotated[str, Opt("--data", metavar="FOLDER", help="Folder of HR images (or with HR/ and LR_bicubic/X<s>/).")],
@@ -315,7 +334,7 @@ def evaluate_models(
         typer.echo(f"comparison: {compare}")
 
 
-@app.command(name="make-lr")
+@app.command(name="make-lr", cls=_Command)
 def make_lr(
     data: Annotated[str, typer.Argument(metavar="DATA", help="Benchmark folder (HR/ and LR_bicubic/X<s>/, or HR images).", show_default=False)],
     out: Annotated[str, typer.Argument(metavar="OUT", help="Folder for the LR files.", show_default=False)],
@@ -337,7 +356,7 @@ def make_lr(
     typer.echo(f"{len(written)} LR images in {out}")
 
 
-@app.command()
+@app.command(cls=_Command)
 def bench(
     model: Annotated[list[str], Opt("--model", "-m", metavar="MODEL", help="Model(s) to time (repeatable).")] = ["perceptual"],  # noqa: B006
     scale: Annotated[int, Opt("-x", "--scale", metavar="S", help="Upscaling factor.")] = 4,
@@ -378,7 +397,7 @@ def bench(
     raise typer.Exit(1 if failed else 0)
 
 
-@app.command()
+@app.command(cls=_Command)
 def export(
     checkpoint: Annotated[str, typer.Argument(metavar="CHECKPOINT", help="Training checkpoint (.ckpt) or model file from save_model (.pt).", show_default=False)],
     output: Annotated[str, Opt("-o", "--output", metavar="ONNX", help="ONNX file to write; the card goes beside it as .json.")],
@@ -421,7 +440,7 @@ def export(
               f"(weights-only) loading refuses ({type(err).__name__})")  # fmt: skip
 
 
-@app.command()
+@app.command(cls=_Command)
 def presets() -> None:
     """List the architecture presets with their sizes and parameter counts (as exported: folded)."""
     from sr_tool.archs import PRESETS, build_model, fold, parameter_count, preset_config
@@ -432,7 +451,7 @@ def presets() -> None:
         typer.echo(f"{name:<16} {size['arch']:<10} {size['channels']:>8} {size['blocks']:>6} {counts[0]:>11,} {counts[1]:>11,}")
 
 
-@app.command()
+@app.command(cls=_Command)
 def train(
     data: Annotated[list[str] | None, Opt("--data", metavar="FOLDER", help="HR training folder (repeatable; searched recursively).", rich_help_panel=_DATA)] = None,
     val: Annotated[list[str] | None, Opt("--val", metavar="FOLDER", help="HR validation folder (repeatable); none: no validation.", rich_help_panel=_DATA)] = None,
