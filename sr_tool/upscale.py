@@ -23,7 +23,7 @@ from sr_tool.tiling import TiledRunner
 
 BUILTIN_MODELS = ("pixel", "msssim", "perceptual", "photo")
 #: ``srtool upscale`` without --model: the first installed of these ...
-DEFAULT_MODELS = ("perceptual", "msssim", "pixel")
+DEFAULT_MODELS = ("msssim", "perceptual", "pixel")  # perceptual x4 still paints a mesh (issue #10)
 #: ... and for JPEG inputs, the model trained on JPEG, noise and blur (README: "Which model").
 DEFAULT_JPEG_MODELS = ("photo",)
 #: After an output this large, the engine's memory arena is shrunk (small images reuse it for speed).
@@ -63,7 +63,7 @@ def list_builtin_models() -> list[dict]:
 
 
 def default_model() -> str:
-    """The best installed built-in model for clean inputs: perceptual, else msssim, else pixel."""
+    """The default built-in model for clean inputs: msssim, else perceptual, else pixel."""
     for name in DEFAULT_MODELS:
         if builtin_model_files(name):
             return name
