@@ -78,8 +78,7 @@ def jpeg(images: torch.Tensor, quality: torch.Tensor | int) -> torch.Tensor:
     if images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"jpeg takes Bx3xHxW RGB, got shape {tuple(images.shape)}")
     b, _, h, w = images.shape
-    quality = torch.as_tensor(quality, device=images.device).expand(b) if not torch.is_tensor(quality) or \
-        quality.dim() == 0 else quality.to(images.device)  # fmt: skip
+    quality = torch.as_tensor(quality, device=images.device).expand(b)  # an int, or one per image
     luma_table, chroma_table = quantisation_tables(quality)
     rgb = _round(images.float().clamp(0, 1) * 255)
     # Whole 16x16 MCUs, edges replicated, as the encoder pads.
