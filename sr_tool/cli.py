@@ -14,6 +14,8 @@ from sr_tool import __version__
 _DATA, _RUN, _MODEL, _OPTIM, _HARDWARE = "Data", "Run", "Model and loss", "Optimisation", "Hardware"
 _INPUT, _OUTPUT, _PICTURE = "Inputs", "Outputs", "Comparison pictures"
 _FLAG = ""  # metavar of on/off flags: no value placeholder in the help
+_ENGINE_HELP = "auto (ONNX Runtime for .onnx files, PyTorch for .pth/.safetensors), onnxruntime or torch."
+ModelsDir = Annotated[str | None, Opt("--models-dir", metavar="FOLDER", help="Folder of your own models (.onnx, .pth, .safetensors, ...), which --model then takes by file name; default: $SRTOOL_MODELS_DIR.")]
 
 class _NoHelpMarker:
     """Typer's commands print a ``<bool>`` type marker on their own --help line: not ours."""
@@ -65,7 +67,7 @@ def upscale(
     inputs: Annotated[list[str], typer.Argument(metavar="INPUTS", help="Image files, folders or globs.", show_default=False)],
     output: Annotated[str | None, Opt("-o", "--output", metavar="PATH", help="Output file (one input) or folder; default: beside each input.", rich_help_panel=_OUTPUT)] = None,
     scale: Annotated[float, Opt("-x", "--scale", metavar="S", help="Upscaling factor; any value above 1 (e.g. 2, 3, 4, 1.5).")] = 4.0,
-    model: Annotated[str | None, Opt("--model", "-m", metavar="MODEL", help="pixel, msssim, perceptual, bicubic, or an .onnx file; default: msssim (else perceptual, pixel), and for JPEG inputs the photo model where it is installed (not shipped yet).")] = None,
+    model: Annotated[str | None, Opt("--model", "-m", metavar="MODEL", help="pixel, msssim, perceptual, bicubic, a model file (.onnx; .pth or .safetensors of any architecture spandrel knows), or a file's name in --models-dir; default: msssim (else perceptual, pixel), and for JPEG inputs the photo model where it is installed (not shipped yet).")] = None,
     strength: Annotated[float | None, Opt("--strength", metavar="S", min=0, max=1, help="Denoise strength, 0..1, of a model trained on noisy, compressed input whose card names a clean partner (the photo model and pixel): mixes their weights; 1 = the model as trained, 0 = the partner.")] = None,
     recursive: Annotated[bool, Opt("--recursive", "-r", metavar=_FLAG, help="Descend into sub-folders.", rich_help_panel=_INPUT)] = False,
     max_pixels: Annotated[int, Opt(metavar="N", help="Refuse inputs with more pixels (decompression bombs).", rich_help_panel=_INPUT)] = 150_000_000,
@@ -75,7 +77,8 @@ def upscale(
     quality: Annotated[int, Opt(metavar="Q", min=1, max=100, help="JPEG/WebP quality (WebP 100 = lossless).", rich_help_panel=_OUTPUT)] = 95,
     overwrite: Annotated[bool, Opt("--overwrite", metavar=_FLAG, help="Replace existing outputs (default: skip them).", rich_help_panel=_OUTPUT)] = False,
     device: Annotated[str, Opt(metavar="DEVICE", help="auto, cpu, cuda, cuda:N, or cuda:0,cuda:1 for several GPUs.", rich_help_panel=_HARDWARE)] = "auto",
-    engine: Annotated[str, Opt(metavar="ENGINE", help="onnxruntime or torch.", rich_help_panel=_HARDWARE)] = "onnxruntime",
+    engine: Annotated[str, Opt(metavar="ENGINE", help=_ENGINE_HELP, rich_help_panel=_HARDWARE)] = "auto",
+    models_dir: ModelsDir = None,
     tile: Annotated[int, Opt(metavar="PX", help="Tile size in input pixels; 0 = from free memory.", rich_help_panel=_HARDWARE)] = 0,
     tile_pad: Annotated[int, Opt(metavar="PX", help="Context pixels discarded at inner tile edges.", rich_help_panel=_HARDWARE)] = 16,
     batch_size: Annotated[int, Opt(metavar="N", help="Tiles per run; 0 = 1 on CPU, 4 on GPU.", rich_help_panel=_HARDWARE)] = 0,
@@ -109,13 +112,13 @@ def upscale(
 
         def make(name, d):
             return Upscaler(name, scale, engine=engine, device=d, tiles=tiles, threads=threads or None, fp16=fp16,
-                            strength=strength)  # fmt: skip
+                            strength=strength, models_dir=models_dir)  # fmt: skip
 
         jpeg_inputs = jpeg_model and jpeg_model != model and any(
             job.source.suffix.lower() in (".jpg", ".jpeg") for job in jobs)  # fmt: skip
         upscalers = [ByFormat(make(jpeg_model, d), make(model, d)) if jpeg_inputs else make(model, d)
                      for d in parse_devices(device)]  # fmt: skip
-    except (BatchError, EngineError, ModelNotFound, ValueError) as err:
+    except (BatchError, EngineError, ModelNotFound, ValueError) as err:  # CommunityModelError is a ValueError
         _fail(str(err))
     if own_outputs:
         typer.echo(f"note: {own_outputs} file(s) are srtool outputs (marked by srtool, or another input's output "
@@ -218,28 +221,44 @@ class _Progress:
 
 
 @app.command(cls=_Command)
-def models() -> None:
-    """List the built-in models with their scales and cards."""
-    from sr_tool.upscale import BUILTIN_MODELS, list_builtin_models
+def models(models_dir: ModelsDir = None) -> None:
+    """List the built-in models with their scales and cards, and the models in your models folder."""
+    from sr_tool.upscale import BUILTIN_MODELS, ModelNotFound, list_builtin_models, list_user_models, user_models_dir
 
     entries = list_builtin_models()
     if not entries:
         typer.echo(f"no built-in models installed (expected {', '.join(BUILTIN_MODELS)})")
+    else:
+        loss_w = max(22, *(len(str(e["card"].get("loss", "?"))) for e in entries))  # long mixes stay aligned
+        typer.echo(f"{'name':<11} {'scale':>5} {'loss':<{loss_w}} {'val PSNR-Y':>11} {'params':>9} {'steps':>7}  file")
+        for e in entries:
+            card = e["card"]
+            psnr = card.get("validation", {}).get("val/psnr_y")
+            psnr_text = f"{psnr:.2f}" if isinstance(psnr, float) else "-"
+            typer.echo(f"{e['name']:<11} x{e['scale']:<4} {card.get('loss', '?'):<{loss_w}} {psnr_text:>11} "
+                       f"{card.get('parameters', 0):>9,} {card.get('steps', 0):>7}  {e['path']}")  # fmt: skip
+        typer.echo("val PSNR-Y: on the recipe's validation sets (Set5 + Set14), from the card; see README for benchmarks")
+    folder = user_models_dir(models_dir)
+    if folder is None:
+        typer.echo("your own models: --models-dir FOLDER or $SRTOOL_MODELS_DIR lists them here")
         return
-    loss_w = max(22, *(len(str(e["card"].get("loss", "?"))) for e in entries))  # long mixes stay aligned
-    typer.echo(f"{'name':<11} {'scale':>5} {'loss':<{loss_w}} {'val PSNR-Y':>11} {'params':>9} {'steps':>7}  file")
-    for e in entries:
-        card = e["card"]
-        psnr = card.get("validation", {}).get("val/psnr_y")
-        psnr_text = f"{psnr:.2f}" if isinstance(psnr, float) else "-"
-        typer.echo(f"{e['name']:<11} x{e['scale']:<4} {card.get('loss', '?'):<{loss_w}} {psnr_text:>11} "
-                   f"{card.get('parameters', 0):>9,} {card.get('steps', 0):>7}  {e['path']}")  # fmt: skip
-    typer.echo("val PSNR-Y: on the recipe's validation sets (Set5 + Set14), from the card; see README for benchmarks")
+    try:
+        users = list_user_models(folder)
+    except ModelNotFound as err:
+        _fail(str(err))
+    typer.echo(f"\nyour models in {folder}: {len(users)}" + (" (none: .onnx, .pth, .safetensors files go here)" if not users else ""))
+    if users:
+        name_w = max(11, *(len(u["name"]) for u in users))
+        typer.echo(f"{'name':<{name_w}} {'scale':>5}  {'architecture':<40} file")
+        for u in users:
+            scale = f"x{u['scale']}" if u["scale"] else "?"
+            about = f"cannot run: {u['error'].split(';')[0]}" if u["error"] else (u["architecture"] or "foreign ONNX")
+            typer.echo(f"{u['name']:<{name_w}} {scale:>5}  {about:<40} {u['path']}")
 
 
 @app.command(name="eval", cls=_Command)
 def evaluate_models(
-    model: Annotated[list[str], Opt("--model", "-m", metavar="MODEL", help="Model to score (repeatable): built-in name or .onnx.")],
+    model: Annotated[list[str], Opt("--model", "-m", metavar="MODEL", help="Model to score (repeatable): built-in name, model file (.onnx, .pth, .safetensors) or a name in --models-dir.")],
     data: Annotated[str, Opt("--data", metavar="FOLDER", help="Folder of HR images (or with HR/ and LR_bicubic/X<s>/).")],
     scale: Annotated[int, Opt("-x", "--scale", metavar="S", help="Upscaling factor.")] = 4,
     lr: Annotated[str | None, Opt("--lr", metavar="FOLDER", help="LR folder to upscale instead (<stem>x<s>.* or <stem>.*, e.g. from `srtool make-lr`).")] = None,
@@ -251,7 +270,8 @@ def evaluate_models(
     compare_image: Annotated[str | None, Opt(metavar="STEM", help="Without --compare-models: the image to crop; default the first.", rich_help_panel=_PICTURE)] = None,
     crop: Annotated[str | None, Opt(metavar="X,Y,SIZE", help="Without --compare-models: the crop in HR pixels; default centred 128.", rich_help_panel=_PICTURE)] = None,
     device: Annotated[str, Opt(metavar="DEVICE", help="auto, cpu, cuda or cuda:N.", rich_help_panel=_HARDWARE)] = "auto",
-    engine: Annotated[str, Opt(metavar="ENGINE", help="onnxruntime or torch.", rich_help_panel=_HARDWARE)] = "onnxruntime",
+    engine: Annotated[str, Opt(metavar="ENGINE", help=_ENGINE_HELP, rich_help_panel=_HARDWARE)] = "auto",
+    models_dir: ModelsDir = None,
 ) -> None:
     """Score models (bicubic included) on a benchmark folder: PSNR-Y, SSIM-Y, MS-SSIM, ST-LPIPS, the
     artifact check (median spectral excess; over 0.5 flags a painted periodic pattern)."""
@@ -262,10 +282,12 @@ def evaluate_models(
                                   summarise, write_csv)  # fmt: skip
     from sr_tool.image_io import ImageReadError
     from sr_tool.metrics import ARTIFACT_THRESHOLD
-    from sr_tool.upscale import ModelNotFound, Upscaler
+    from sr_tool.upscale import MODEL_SUFFIXES, ModelNotFound, Upscaler
 
     names = (["bicubic"] if "bicubic" not in model else []) + list(model)
-    labels = [Path(n).stem if n.endswith(".onnx") else n for n in names]
+    labels = [Path(n).stem if Path(n).suffix.lower() in MODEL_SUFFIXES else n for n in names]
+    for longer in ([Path(n).name for n in names], names):  # one row per model: file name, else path
+        labels = [b if labels.count(a) > 1 else a for a, b in zip(labels, longer)]
     # options first, so that a typo fails before minutes of work
     box = None
     if crop:
@@ -291,7 +313,8 @@ def evaluate_models(
             h, w = pair.hr.shape[-2:]
             if box and (box[0] < 0 or box[1] < 0 or box[2] < 1 or box[0] + box[2] > w or box[1] + box[2] > h):
                 raise ValueError(f"--crop {crop}: outside the {w}x{h} image {pair.name}")
-        upscalers = {label: Upscaler(n, scale, engine=engine, device=device) for label, n in zip(labels, names)}
+        upscalers = {label: Upscaler(n, scale, engine=engine, device=device, models_dir=models_dir)
+                     for label, n in zip(labels, names)}  # fmt: skip
         with _task_bar(len(pairs) * len(upscalers), "scoring") as step:
             rows, outputs = evaluate(upscalers, pairs, scale, metrics=[m.strip() for m in metrics.split(",") if m.strip()],
                                      on_image=lambda name, image: step(f"{name}: {image}"))  # fmt: skip
@@ -363,7 +386,7 @@ def bench(
     size: Annotated[str, Opt(metavar="WxH", help="Input size.")] = "256x256",
     repeats: Annotated[int, Opt(metavar="N", min=1, help="Timed runs per measurement (the median is reported), after one warm-up.")] = 3,
     device: Annotated[list[str], Opt("--device", metavar="DEVICE", help="Device(s) (repeatable).", rich_help_panel=_HARDWARE)] = ["auto"],  # noqa: B006
-    engine: Annotated[list[str], Opt("--engine", metavar="ENGINE", help="Engine(s) (repeatable).", rich_help_panel=_HARDWARE)] = ["onnxruntime", "torch"],  # noqa: B006
+    engine: Annotated[list[str], Opt("--engine", metavar="ENGINE", help="Engine(s) (repeatable): onnxruntime, torch; auto for model files that only one runs.", rich_help_panel=_HARDWARE)] = ["onnxruntime", "torch"],  # noqa: B006
     tile: Annotated[list[int], Opt("--tile", metavar="PX", help="Tile size(s); 0 = automatic (repeatable).", rich_help_panel=_HARDWARE)] = [0],  # noqa: B006
     threads: Annotated[int, Opt(metavar="N", help="CPU threads; 0 = all.", rich_help_panel=_HARDWARE)] = 0,
 ) -> None:
@@ -399,16 +422,17 @@ def bench(
 
 @app.command(cls=_Command)
 def export(
-    checkpoint: Annotated[str, typer.Argument(metavar="CHECKPOINT", help="Training checkpoint (.ckpt) or model file from save_model (.pt).", show_default=False)],
+    checkpoint: Annotated[str, typer.Argument(metavar="MODEL", help="Training checkpoint (.ckpt), srtool model file (.pt), or a community model (.pth, .safetensors) of an architecture spandrel knows.", show_default=False)],
     output: Annotated[str, Opt("-o", "--output", metavar="ONNX", help="ONNX file to write; the card goes beside it as .json.")],
     fp16: Annotated[bool, Opt("--fp16", metavar=_FLAG, help="fp16 weights inside, fp32 inputs and outputs (for GPUs).")] = False,
     parity_image: Annotated[str | None, Opt(metavar="IMAGE", help="Image for the PyTorch/ONNX parity check (default: a packaged photo).")] = None,
 ) -> None:
-    """Export a checkpoint to ONNX (dynamic N, H, W; metadata inside; checked for parity)."""
+    """Export a checkpoint or model file to ONNX (dynamic N, H, W; metadata inside; checked for parity)."""
     from pathlib import Path
 
     import torch
 
+    from sr_tool.export import ExportError
     from sr_tool.image_io import ImageReadError, read_image
     from sr_tool.training import TrainingError
 
@@ -433,8 +457,10 @@ def export(
         typer.echo(f"wrote {onnx_path} and {card}")
     except TrainingError as err:
         _fail(f"{checkpoint}: {err}")
+    except ExportError as err:
+        _fail(str(err) if checkpoint in str(err) else f"{checkpoint}: {err}", code=1)
     except (ImageReadError, ValueError, OSError) as err:
-        _fail(f"{checkpoint}: {err}")
+        _fail(str(err) if checkpoint in str(err) else f"{checkpoint}: {err}")
     except (RuntimeError, KeyError, EOFError, torch.serialization.pickle.UnpicklingError) as err:  # torch.load on other files
         _fail(f"{checkpoint}: not a checkpoint or model file that srtool wrote, or it holds objects that safe "
               f"(weights-only) loading refuses ({type(err).__name__})")  # fmt: skip

@@ -1,12 +1,15 @@
-"""Inference engines for srtool ONNX models: ONNX Runtime (default) and PyTorch.
+"""Inference engines: ONNX Runtime (for .onnx files) and PyTorch (for weights files, and srtool's
+own ONNX files).
 
-Both expose ``run_batch(float32 NxCxhxw array) -> NxCx(sh)x(sw) array``, ``scale`` and
-``description`` (which provider or device actually runs). Devices: ``auto`` (CUDA when its provider
-really loads, else CPU with a warning if a GPU seemed present), ``cpu``, ``cuda`` or ``cuda:N``.
-An explicit CUDA request that cannot be met is an error, never a silent CPU run.
+Both expose ``run_batch(float32 NxCxhxw array) -> NxCx(sh)x(sw) array``, ``scale``, ``size_rule``
+(what the model needs of its input size) and ``description`` (which provider or device actually
+runs). Devices: ``auto`` (CUDA when its provider really loads, else CPU with a warning if a GPU
+seemed present), ``cpu``, ``cuda`` or ``cuda:N``. An explicit CUDA request that cannot be met is an
+error, never a silent CPU run.
 
-The PyTorch engine rebuilds the network from the same ONNX file's weights; it serves GPU users whose
-ONNX Runtime CUDA libraries don't match their system.
+The PyTorch engine runs community weights files (:mod:`sr_tool.community`), and rebuilds srtool's
+own networks from their ONNX files' weights; it serves GPU users whose ONNX Runtime CUDA libraries
+don't match their system.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from sr_tool.tiling import OutOfMemory, is_out_of_memory
+from sr_tool.community import is_weights_file, size_rule_from_metadata
+from sr_tool.tiling import OutOfMemory, SizeRule, is_out_of_memory
 
-ENGINES = ("onnxruntime", "torch")
+#: auto: ONNX Runtime for .onnx files, PyTorch for weights files (.pth, .safetensors, ...)
+ENGINES = ("auto", "onnxruntime", "torch")
 
 
 class EngineError(RuntimeError):
@@ -44,6 +49,8 @@ def _gpu_present() -> bool:
 class OnnxEngine:
     """``proto``: run this in-memory model (e.g. an interpolation) instead of reading ``model_path``,
     which then only names it."""
+
+    name = "onnxruntime"
 
     def __init__(self, model_path: str | Path, device: str = "auto", *, threads: int | None = None, proto=None):
         import onnxruntime as ort
@@ -77,6 +84,7 @@ class OnnxEngine:
         custom = self.session.get_modelmeta().custom_metadata_map
         self.metadata = {k[len("srtool.") :]: v for k, v in custom.items() if k.startswith("srtool.")}
         self.scale = int(self.metadata.get("scale", 0)) or _probe_scale(self.session)
+        self.size_rule = size_rule_from_metadata(self.metadata)  # recorded by `srtool export` of a weights file
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
         active = self.session.get_providers()
@@ -118,15 +126,14 @@ class OnnxEngine:
 
 
 class TorchEngine:
+    name = "torch"
+
     def __init__(self, model_path: str | Path, device: str = "auto", *, threads: int | None = None, fp16: bool = False,
                  proto=None):  # fmt: skip
         import torch
 
-        from sr_tool.export import model_from_onnx, read_metadata
-
         self.path = Path(model_path)
         self.warnings: list[str] = []
-        self.metadata = read_metadata(self.path, proto)
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
             if device == "cpu" and _gpu_present():
@@ -137,11 +144,38 @@ class TorchEngine:
             torch.set_num_threads(threads)
         self.torch = torch
         self.device = torch.device(device)
-        self.model = model_from_onnx(self.path, proto).to(self.device)
-        self.dtype = torch.float16 if fp16 and self.device.type == "cuda" else torch.float32
-        self.model = self.model.to(self.dtype)
-        self.scale = self.model.config.scale
         self.on_gpu = self.device.type == "cuda"
+        half, bf16 = True, True
+        if is_weights_file(self.path) and proto is None:
+            from sr_tool.community import load_community_model
+
+            loaded = load_community_model(self.path)
+            if (loaded.in_channels, loaded.out_channels) != (3, 3):
+                raise EngineError(f"{self.path}: a {loaded.in_channels}-to-{loaded.out_channels}-channel model; srtool "
+                                  "runs RGB models (3 channels in and out)")  # fmt: skip
+            model, self.scale, self.metadata = loaded.net, loaded.scale, loaded.metadata()
+            self.size_rule = loaded.size_rule
+            half, bf16 = loaded.supports_half, loaded.supports_bfloat16
+        else:
+            from sr_tool.export import model_from_onnx, read_metadata
+
+            self.metadata = read_metadata(self.path, proto)
+            if "config" not in self.metadata:
+                raise EngineError(f"{self.path}: --engine torch rebuilds srtool's own architectures from their ONNX files; "
+                                  "run this file with onnxruntime (--engine auto), or its .pth/.safetensors with torch")  # fmt: skip
+            model = model_from_onnx(self.path, proto)
+            self.scale = model.config.scale
+            self.size_rule = SizeRule()
+        self.dtype = torch.float32
+        if fp16 and self.on_gpu:
+            if half:
+                self.dtype = torch.float16
+            elif bf16:
+                self.dtype = torch.bfloat16
+                self.warnings.append(f"{self.path.name}: this architecture does not run in fp16; --fp16 runs it in bf16")
+            else:
+                self.warnings.append(f"{self.path.name}: this architecture runs in fp32 only; --fp16 is ignored")
+        self.model = model.to(self.device, self.dtype)
         name = torch.cuda.get_device_name(self.device) if self.on_gpu else "CPU"
         self.description = f"torch {torch.__version__} {self.device} ({name}, {str(self.dtype).split('.')[-1]})"
 
@@ -173,6 +207,12 @@ def _probe_scale(session) -> int:
 def make_engine(model_path: str | Path, *, engine: str = "onnxruntime", device: str = "auto",
                 threads: int | None = None, fp16: bool = False, proto=None):  # fmt: skip
     """An engine for ``model_path``, or for the in-memory ONNX ``proto`` that the path names."""
+    weights = is_weights_file(model_path) and proto is None
+    if engine == "auto":
+        engine = "torch" if weights else "onnxruntime"
+    if engine == "onnxruntime" and weights:
+        raise EngineError(f"{model_path}: ONNX Runtime runs .onnx files; run this with --engine torch (what --engine "
+                          f"auto picks), or convert it once: srtool export {model_path} -o model.onnx")  # fmt: skip
     if engine == "onnxruntime":
         return OnnxEngine(model_path, device, threads=threads, proto=proto)
     if engine == "torch":

@@ -13,10 +13,17 @@ That is how a 12000x8000 result fits in little more than its own 8-bit size.
 
 The runner is engine-agnostic: ``run_batch`` maps a float32 NxCxhxw array to NxCx(sh)x(sw).
 Out-of-memory errors halve the tile size and retry the image.
+
+Some architectures constrain their input (:class:`SizeRule`): a minimum side, sides that are a
+multiple of some number, square inputs, or windowed attention partitioned from the input's origin.
+The runner then keeps tiles multiples of that size and starts them on window boundaries, so a tile
+sees the same windows as the whole image; :func:`fit_to_rule` pads what is left over (a small
+image, the last row or column of tiles) and crops the output back.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -37,6 +44,49 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 @dataclass(frozen=True)
+class SizeRule:
+    """What a model needs of its input's height and width (in input pixels)."""
+
+    multiple_of: int = 1  # both sides a multiple of this
+    minimum: int = 0  # both sides at least this
+    square: bool = False  # height == width
+    align: int = 1  # tiles start at multiples of this (the attention window of windowed transformers)
+
+    def padding(self, height: int, width: int) -> tuple[int, int]:
+        """(rows, columns) to add at the bottom and right so that a height x width input fits."""
+        h, w = max(height, self.minimum), max(width, self.minimum)
+        h, w = -(-h // self.multiple_of) * self.multiple_of, -(-w // self.multiple_of) * self.multiple_of
+        if self.square:
+            h = w = max(h, w)
+        return h - height, w - width
+
+    @property
+    def tile_step(self) -> int:
+        """Tile sizes and tile starts are multiples of this."""
+        return math.lcm(self.multiple_of, self.align)
+
+
+def fit_to_rule(run_batch: BatchFn, rule: SizeRule, scale: int) -> BatchFn:
+    """``run_batch`` for inputs of any size: each batch is padded at the bottom and right to fit
+    ``rule`` (mirrored, then repeated where the input is too small to mirror) and the output cropped
+    back to ``scale`` times the input."""
+    if rule == SizeRule():
+        return run_batch
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        h, w = batch.shape[-2:]
+        pad_h, pad_w = rule.padding(h, w)
+        if not (pad_h or pad_w):
+            return run_batch(batch)
+        mirror_h, mirror_w = min(pad_h, h - 1), min(pad_w, w - 1)
+        padded = np.pad(batch, ((0, 0), (0, 0), (0, mirror_h), (0, mirror_w)), mode="reflect")
+        padded = np.pad(padded, ((0, 0), (0, 0), (0, pad_h - mirror_h), (0, pad_w - mirror_w)), mode="edge")
+        return run_batch(np.ascontiguousarray(padded))[..., : h * scale, : w * scale]
+
+    return run
+
+
+@dataclass(frozen=True)
 class TilePlan:
     tile_h: int
     tile_w: int
@@ -44,16 +94,19 @@ class TilePlan:
     xs: tuple[int, ...]
 
 
-def plan_tiles(height: int, width: int, tile: int, overlap: int) -> TilePlan:
-    """Tile positions covering ``height x width`` with tiles of at most ``tile`` px, >= ``overlap`` apart."""
-    if tile <= overlap:
-        raise ValueError(f"tile ({tile}) must be larger than the overlap ({overlap})")
+def plan_tiles(height: int, width: int, tile: int, overlap: int, align: int = 1) -> TilePlan:
+    """Tile positions covering ``height x width`` with tiles of at most ``tile`` px, overlapping by at
+    least ``overlap``. Starts are multiples of ``align``: with ``align`` > 1 the last tile of a row or
+    column may be cut short by the image edge instead of shifted back inside it."""
+    step = (tile - overlap) // align * align
+    if step <= 0:
+        raise ValueError(f"tile ({tile}) must be larger than the overlap ({overlap}) by at least {align}")
 
     def axis(n: int) -> tuple[int, tuple[int, ...]]:
         if n <= tile:  # one tile of the image's own size: padding would change the border pixels
             return n, (0,)
-        step = tile - overlap
-        starts = list(range(0, n - tile, step)) + [n - tile]
+        last = -(-(n - tile) // align) * align
+        starts = list(range(0, last, step)) + [last]
         return tile, tuple(starts)
 
     tile_h, ys = axis(height)
@@ -79,18 +132,30 @@ class TiledRunner:
     """Run ``run_batch`` over an image in overlapping tiles and blend them seamlessly.
 
     ``tile`` and the margins are in input pixels. ``batch_size`` tiles go to ``run_batch`` at once.
+    ``size_rule``: what the model needs of its input (tile sizes and starts follow it, and inputs
+    that do not fit are padded).
     """
 
     def __init__(self, run_batch: BatchFn, scale: int, *, tile: int = 256, pad: int = 16, blend: int = 8,
-                 batch_size: int = 4, min_tile: int = 32, in_channels: int = 3):  # fmt: skip
+                 batch_size: int = 4, min_tile: int = 32, in_channels: int = 3,
+                 size_rule: SizeRule = SizeRule()):  # fmt: skip
         if pad < 0 or blend < 0:
             raise ValueError("pad and blend must be >= 0")
-        self.run_batch = run_batch
+        self.run_batch = fit_to_rule(run_batch, size_rule, scale)
         self.scale = scale
-        self.tile, self.pad, self.blend = tile, pad, blend
+        self.size_rule = size_rule
+        self.pad, self.blend = pad, blend
         self.batch_size = batch_size
         self.in_channels = in_channels
-        self.min_tile = max(min_tile, 2 * pad + blend + 1)
+        step = size_rule.tile_step
+        smallest = max(min_tile, 2 * pad + blend + step, size_rule.minimum)
+        self.min_tile = -(-smallest // step) * step
+        self.tile = self._fit(tile)
+
+    def _fit(self, tile: int) -> int:
+        """``tile`` rounded down to the size rule's step, and no smaller than ``min_tile``."""
+        step = self.size_rule.tile_step
+        return max(self.min_tile, tile // step * step)
 
     @property
     def overlap(self) -> int:
@@ -108,7 +173,7 @@ class TiledRunner:
             except Exception as exc:
                 if not is_out_of_memory(exc) or self.tile // 2 < self.min_tile:
                     raise
-                self.tile //= 2  # and keep the smaller size for the images that follow
+                self.tile = self._fit(self.tile // 2)  # and keep the smaller size for the images that follow
 
     def _tile(self, image: np.ndarray, y: int, x: int, th: int, tw: int) -> np.ndarray:
         tile = image[y : y + th, x : x + tw].transpose(2, 0, 1)
@@ -121,7 +186,7 @@ class TiledRunner:
         h, w = image.shape[:2]
         c = None  # output channels: known after the first batch
         s = self.scale
-        plan = plan_tiles(h, w, self.tile, self.overlap)
+        plan = plan_tiles(h, w, self.tile, self.overlap, self.size_rule.align)
         th, tw = plan.tile_h, plan.tile_w
         col_w = [_ramp(tw * s, i > 0, i < len(plan.xs) - 1, self.pad * s, self.blend * s) for i in range(len(plan.xs))]
         # One band of accumulators, as tall as a tile row's output; it slides down the image.
@@ -144,8 +209,7 @@ class TiledRunner:
                 band_top = top
             row_w = _ramp(th * s, row > 0, row < len(plan.ys) - 1, self.pad * s, self.blend * s)[: bottom - top]
             rows = slice(0, bottom - top)
-            for start in range(0, len(plan.xs), self.batch_size):
-                xs = plan.xs[start : start + self.batch_size]
+            for start, xs in _batches(plan.xs, tw, w, self.batch_size):
                 batch = np.stack([self._tile(image, y, x, th, tw) for x in xs]).astype(np.float32, copy=False)
                 results = self.run_batch(np.ascontiguousarray(batch))
                 if out is None:
@@ -174,3 +238,16 @@ class TiledRunner:
             acc += 0.5
             np.floor(acc, out=acc)
         out[top : top + acc.shape[1]] = acc.transpose(1, 2, 0)  # casts to out's dtype
+
+
+def _batches(xs: tuple[int, ...], tile: int, width: int, size: int):
+    """(index of the first, starts) of each batch of at most ``size`` tiles of one row; a tile cut
+    short by the image edge goes in a batch of its own (a batch is one array)."""
+    start = 0
+    while start < len(xs):
+        end = min(start + size, len(xs))
+        short = [i for i in range(start, end) if xs[i] + tile > width]
+        if short:
+            end = max(short[0], start + 1)
+        yield start, xs[start:end]
+        start = end

@@ -1,7 +1,7 @@
 """Upscaling images with a model: the library API behind ``srtool upscale``.
 
-:class:`Upscaler` resolves a model (a built-in name, an ONNX path, or ``bicubic``), picks its engine
-and tiling, and turns a :class:`~sr_tool.image_io.LoadedImage` into an :class:`UpscaledImage`.
+:class:`Upscaler` resolves a model (a built-in name, an ONNX or weights file, a file's name in the
+user's models folder, or ``bicubic``), picks its engine and tiling, and turns a :class:`~sr_tool.image_io.LoadedImage` into an :class:`UpscaledImage`.
 Any scale works: a model's native scale directly, otherwise the nearest larger model followed by an
 antialiased MATLAB-bicubic downscale (e.g. -x3 or -x1.5 with an x4 model). Gray images run through the
 RGB model as three equal channels and come back gray; alpha is upscaled separately with bicubic;
@@ -11,12 +11,14 @@ bit depth, ICC and EXIF are carried through.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
+from sr_tool.community import WEIGHT_SUFFIXES
 from sr_tool.engine import auto_tile, make_engine
 from sr_tool.image_io import ImageInfo, LoadedImage, quantise, read_image, unit_float, write_image
 from sr_tool.tiling import TiledRunner
@@ -29,6 +31,9 @@ DEFAULT_JPEG_MODELS = ("photo",)
 #: After an output this large, the engine's memory arena is shrunk (small images reuse it for speed).
 RELEASE_ABOVE_PIXELS = 4_000_000
 BICUBIC = "bicubic"
+#: The user's models folder (``--models-dir`` overrides it): its files can be named without path or suffix.
+MODELS_DIR_VARIABLE = "SRTOOL_MODELS_DIR"
+MODEL_SUFFIXES = (".onnx", *WEIGHT_SUFFIXES)
 
 
 class ModelNotFound(ValueError):
@@ -75,9 +80,50 @@ def default_jpeg_model() -> str | None:
     return next((name for name in DEFAULT_JPEG_MODELS if builtin_model_files(name)), None)
 
 
-def resolve_model(model: str, scale: float) -> Path | None:
-    """The ONNX file for ``model`` at ``scale`` (a built-in's smallest scale >= ``scale``, else its
-    largest), or None for bicubic."""
+def user_models_dir(models_dir: str | Path | None = None) -> Path | None:
+    """``models_dir``, else the folder named by $SRTOOL_MODELS_DIR, else None."""
+    folder = models_dir or os.environ.get(MODELS_DIR_VARIABLE)
+    return Path(folder).expanduser() if folder else None
+
+
+def user_model_files(models_dir: str | Path | None = None) -> list[Path]:
+    """The model files (.onnx, .pth, .safetensors, ...) in the user's models folder and its sub-folders."""
+    folder = user_models_dir(models_dir)
+    if folder is None:
+        return []
+    if not folder.is_dir():
+        raise ModelNotFound(f"{folder}: the models folder does not exist")
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in MODEL_SUFFIXES and p.is_file())
+
+
+def list_user_models(models_dir: str | Path | None = None) -> list[dict]:
+    """One entry per file of the user's models folder: name (to give to --model), path, scale and
+    architecture (None where unknown), and ``error``: why the file cannot run (None if it can)."""
+    entries = []
+    for path in user_model_files(models_dir):
+        entry = {"name": path.stem, "path": path, "scale": None, "architecture": None, "error": None}
+        try:
+            if path.suffix.lower() == ".onnx":
+                import onnx
+
+                meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+                config = json.loads(meta.get("srtool.config", "{}"))
+                entry["scale"] = int(meta.get("srtool.scale", 0)) or None
+                entry["architecture"] = meta.get("srtool.architecture") or (f"srtool {config['arch']}" if "arch" in config else None)
+            else:
+                from sr_tool.community import load_community_model
+
+                loaded = load_community_model(path)
+                entry["scale"], entry["architecture"] = loaded.scale, loaded.description.rsplit(" x", 1)[0]
+        except Exception as exc:  # one unreadable file must not hide the others
+            entry["error"] = str(exc).removeprefix(f"{path}: ")
+        entries.append(entry)
+    return entries
+
+
+def resolve_model(model: str, scale: float, models_dir: str | Path | None = None) -> Path | None:
+    """The file for ``model`` at ``scale`` (a built-in's smallest scale >= ``scale``, else its
+    largest; a path; or a file's name, with or without suffix, in the models folder), or None for bicubic."""
     if model == BICUBIC:
         return None
     if model in BUILTIN_MODELS:
@@ -87,9 +133,17 @@ def resolve_model(model: str, scale: float) -> Path | None:
         larger = [s for s in files if s >= scale]
         return files[min(larger) if larger else max(files)]
     path = Path(model)
-    if not path.is_file():
-        raise ModelNotFound(f"{model}: no such model; use {', '.join(BUILTIN_MODELS)}, {BICUBIC} or an .onnx path")
-    return path
+    if path.is_file():
+        return path
+    named = [p for p in user_model_files(models_dir) if model in (p.name, p.stem)]
+    if len(named) == 1:
+        return named[0]
+    if len(named) > 1:
+        raise ModelNotFound(f"{model}: several files in the models folder have this name ({', '.join(map(str, named))}); "
+                            "give the path")  # fmt: skip
+    where = f" or the name of a file in {user_models_dir(models_dir)}" if user_models_dir(models_dir) else ""
+    raise ModelNotFound(f"{model}: no such model; use {', '.join(BUILTIN_MODELS)}, {BICUBIC}, a model file "
+                        f"({', '.join(MODEL_SUFFIXES)}){where}")  # fmt: skip
 
 
 def strength_partner(model_path: Path) -> Path:
@@ -140,20 +194,22 @@ class Upscaler:
         model: str = "perceptual",
         scale: float = 4,
         *,
-        engine: str = "onnxruntime",
+        engine: str = "auto",
         device: str = "auto",
         tiles: TileSettings = TileSettings(),
         threads: int | None = None,
         fp16: bool = False,
         strength: float | None = None,
+        models_dir: str | Path | None = None,
     ):
         """``strength`` (0..1): for a model whose card names a clean partner (``strength_partner``,
         e.g. photo -> pixel), mix their weights: 1 is the model, 0 the partner (see
-        :mod:`sr_tool.interpolate`). None runs the model as it is."""
+        :mod:`sr_tool.interpolate`). None runs the model as it is. ``models_dir``: where model
+        names that are not built in are looked up (default $SRTOOL_MODELS_DIR)."""
         if not scale > 1:
             raise ValueError(f"-x {scale:g}: srtool upscales, so the scale must be above 1 (e.g. 2, 3, 4, 1.5)")
         self.scale = scale
-        self.model_path = resolve_model(model, scale)
+        self.model_path = resolve_model(model, scale, models_dir)
         self.engine = None
         self.runner = None
         if self.model_path is None:
@@ -170,16 +226,24 @@ class Upscaler:
             mixed = f" at strength {strength:g} (mixed with {partner.name})"
         self.engine = make_engine(self.model_path, engine=engine, device=device, threads=threads, fp16=fp16, proto=proto)
         self.model_scale = self.engine.scale
-        self.description = f"{self.model_path.name}{mixed} x{self.model_scale} on {self.engine.description}"
+        architecture = self.engine.metadata.get("architecture")
+        kind = f" ({architecture})" if architecture else ""
+        self.description = f"{self.model_path.name}{kind}{mixed} x{self.model_scale} on {self.engine.description}"
         self.warnings = list(self.engine.warnings)
-        if fp16 and not (engine == "torch" and self.engine.on_gpu):
+        if fp16 and not (self.engine.name == "torch" and self.engine.on_gpu):
             self.warnings.append("--fp16 applies to the torch engine on a CUDA device only; this runs in fp32")
         if self.model_scale < scale:
             self.warnings.append(f"the largest model is x{self.model_scale}; bicubic does the rest up to x{scale:g}")
         batch = tiles.batch_size or (4 if self.engine.on_gpu else 1)
         tile = tiles.tile or auto_tile(self.engine, batch)
+        tiling = self.engine.metadata.get("tiling", "supported")
+        if tiling == "internal":  # the architecture sees the whole image by design: one tile
+            tile = 1 << 20
+        elif tiling == "discouraged" and not tiles.tile:
+            self.warnings.append(f"{self.model_path.name}: {architecture} draws on wide context, so tiles may show; "
+                                 f"tiles are {tile} px, --tile sets a larger size (memory permitting)")  # fmt: skip
         self.runner = TiledRunner(self.engine.run_batch, self.model_scale, tile=tile, pad=tiles.pad,
-                                  blend=tiles.blend, batch_size=batch)  # fmt: skip
+                                  blend=tiles.blend, batch_size=batch, size_rule=self.engine.size_rule)  # fmt: skip
 
     def target_size(self, width: int, height: int) -> tuple[int, int]:
         return max(1, round(width * self.scale)), max(1, round(height * self.scale))

@@ -98,3 +98,50 @@ def test_tile_progress_counts_up_to_every_tile():
     total = len(plan.ys) * len(plan.xs)
     assert calls[-1] == (total, total) and all(t == total for _, t in calls)
     assert [d for d, _ in calls] == sorted(d for d, _ in calls) and len(calls) > 2
+
+
+def test_size_rule_padding():
+    from sr_tool.tiling import SizeRule
+
+    assert SizeRule().padding(37, 53) == (0, 0)
+    assert SizeRule(multiple_of=8).padding(37, 53) == (3, 3)
+    assert SizeRule(minimum=16).padding(9, 40) == (7, 0)
+    assert SizeRule(multiple_of=16, square=True).padding(20, 40) == (28, 8)
+    assert SizeRule(multiple_of=4, align=6).tile_step == 12
+
+
+def test_fit_to_rule_pads_what_the_model_needs_and_crops_the_output():
+    from sr_tool.tiling import SizeRule, fit_to_rule
+
+    seen = []
+
+    def nearest_x2(batch):
+        seen.append(batch.shape[-2:])
+        assert batch.shape[-1] % 8 == 0 and batch.shape[-2] % 8 == 0 and min(batch.shape[-2:]) >= 16
+        return batch.repeat(2, axis=-2).repeat(2, axis=-1)
+
+    batch = np.random.default_rng(0).random((2, 3, 5, 21), dtype=np.float32)  # 5 rows: mirrored, then repeated
+    out = fit_to_rule(nearest_x2, SizeRule(multiple_of=8, minimum=16), 2)(batch)
+    assert seen == [(16, 24)]
+    np.testing.assert_array_equal(out, batch.repeat(2, axis=-2).repeat(2, axis=-1))
+
+
+@pytest.mark.parametrize("n", [64, 65, 97, 130])
+def test_aligned_plan_starts_on_the_grid_covers_and_overlaps(n):
+    plan = plan_tiles(n, n, tile=48, overlap=20, align=8)
+    assert all(y % 8 == 0 for y in plan.ys)
+    assert plan.ys[-1] + 48 >= n and plan.ys[-1] < n
+    assert all(b - a <= 48 - 20 for a, b in zip(plan.ys, plan.ys[1:]))  # neighbours overlap by >= 20
+
+
+def test_runner_with_a_window_grid_and_a_short_last_tile_matches_the_whole_image():
+    """A tile cut short by the image edge runs in a batch of its own, padded to the rule."""
+    from sr_tool.tiling import SizeRule
+
+    path = tiny_onnx(2)
+    engine = OnnxEngine(path, "cpu")
+    image = np.random.default_rng(1).random((61, 83, 3), dtype=np.float32)
+    whole = _whole(path, np.ascontiguousarray(image.transpose(2, 0, 1))).transpose(1, 2, 0)
+    runner = TiledRunner(engine.run_batch, 2, tile=50, pad=16, blend=4, batch_size=4, size_rule=SizeRule(align=8))
+    assert runner.tile == 48
+    np.testing.assert_allclose(runner(image), whole, atol=1e-4)
