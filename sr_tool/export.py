@@ -13,7 +13,10 @@ is left to ONNX Runtime at load time), so the same file also rebuilds the PyTorc
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import sys
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -88,8 +91,9 @@ def _write_onnx(model: nn.Module, path: str | Path, props: dict[str, str], check
     net = _HalfWeights(copy.deepcopy(model)) if fp16 else model
     example = example if example is not None else torch.rand(1, 3, 16, 16)
     props = {**props, "srtool.version": __version__, "srtool.precision": "fp16" if fp16 else "fp32"}
-    with atomic_output(path) as tmp, warnings.catch_warnings():
-        # Tracer warnings flag Python branches on sizes; the parity checks at other sizes catch the ones that matter.
+    # Tracer warnings flag Python branches on sizes; the parity checks at other sizes catch the ones that
+    # matter. The exporter prints its whole graph to stdout when it fails: the error says enough.
+    with atomic_output(path) as tmp, warnings.catch_warnings(), _stdout_silenced():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(
             net,
@@ -117,6 +121,21 @@ def _write_onnx(model: nn.Module, path: str | Path, props: dict[str, str], check
     if len(reports) > 1:
         report = {**report, "image_shapes": [r["image_shape"] for r in reports]}
     return report
+
+
+@contextlib.contextmanager
+def _stdout_silenced():
+    """Mute file descriptor 1 (the exporter's C++ side prints there, past Python's sys.stdout)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def export_model_file(
