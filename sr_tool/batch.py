@@ -57,6 +57,17 @@ class BatchResult:
     interrupted: bool = False
     seconds: float = 0.0
     megapixels: float = 0.0  # output megapixels written
+    # Inference workers' time, summed over workers: upscaling, waiting for a decoded image, waiting
+    # for room in the encode queue. The waits are the share of time the accelerator sits idle.
+    inference_seconds: float = 0.0
+    waited_for_decode: float = 0.0
+    waited_for_encode: float = 0.0
+
+    @property
+    def idle_share(self) -> tuple[float, float]:
+        """(share waiting for decoding, share waiting for encoding) of the inference workers' time."""
+        total = self.inference_seconds + self.waited_for_decode + self.waited_for_encode
+        return (self.waited_for_decode / total, self.waited_for_encode / total) if total else (0.0, 0.0)
 
     @property
     def ok(self) -> bool:
@@ -205,8 +216,8 @@ def run_batch(
     quality: int = 95,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     on_event: Event | None = None,
-    decode_workers: int = 2,
-    encode_workers: int = 2,
+    decode_workers: int | None = None,
+    encode_workers: int | None = None,
     prefetch: int = 4,
 ) -> BatchResult:
     """Upscale ``jobs`` with ``upscalers`` (one inference worker each, e.g. one per GPU).
@@ -312,8 +323,16 @@ def run_batch(
                 return
             yield item
 
+    def account(field: str, seconds: float) -> None:
+        with lock:
+            setattr(result, field, getattr(result, field) + seconds)
+
     def infer_worker(upscaler) -> None:
+        clock = time.perf_counter
+        ready = clock()
         for job, image in take(decoded):
+            started = clock()
+            account("waited_for_decode", started - ready)
             def on_tiles(done: int, total: int, job=job) -> None:
                 if total > 1:
                     emit("tiles", job, {"done": done, "total": total})
@@ -322,10 +341,16 @@ def run_batch(
                 out = upscaler.upscale(image, on_tiles=on_tiles)
             except Exception as exc:  # a model/engine failure on one image must not end the batch
                 fail(job, f"upscaling failed ({type(exc).__name__}: {exc})")
+                ready = clock()
                 continue
+            finally:
+                finished = clock()
+                account("inference_seconds", finished - started)
             del image
             if not put(upscaled, (job, out)):
                 return
+            ready = clock()
+            account("waited_for_encode", ready - finished)
 
     def encode_worker() -> None:
         for job, out in take(upscaled):  # a write in progress when stop is set still completes
@@ -341,6 +366,10 @@ def run_batch(
                 result.megapixels += mp
             emit("done", job, {"megapixels": mp})
 
+    # Pillow and zlib release the GIL while they decode and encode, so threads use several cores:
+    # half the cores each (2 to 8), enough to keep a GPU fed with PNG/JPEG work.
+    io_threads = max(2, min(8, (os.cpu_count() or 2) // 2))
+    decode_workers, encode_workers = decode_workers or io_threads, encode_workers or io_threads
     decoders = [threading.Thread(target=decode_worker, daemon=True) for _ in range(max(1, decode_workers))]
     inferers = [threading.Thread(target=infer_worker, args=(u,), daemon=True) for u in upscalers]
     encoders = [threading.Thread(target=encode_worker, daemon=True) for _ in range(max(1, encode_workers))]

@@ -14,7 +14,7 @@ from sr_tool import __version__
 _DATA, _RUN, _MODEL, _OPTIM, _HARDWARE = "Data", "Run", "Model and loss", "Optimisation", "Hardware"
 _INPUT, _OUTPUT, _PICTURE = "Inputs", "Outputs", "Comparison pictures"
 _FLAG = ""  # metavar of on/off flags: no value placeholder in the help
-_ENGINE_HELP = "auto (ONNX Runtime for .onnx files, PyTorch for .pth/.safetensors), onnxruntime or torch."
+_ENGINE_HELP = "auto (ONNX Runtime for .onnx files, PyTorch for .pth/.safetensors), onnxruntime, torch, or tensorrt (ONNX Runtime's TensorRT provider, fp16; engines cached in ~/.cache/srtool/tensorrt)."
 ModelsDir = Annotated[str | None, Opt("--models-dir", metavar="FOLDER", help="Folder of your own models (.onnx, .pth, .safetensors, ...), which --model then takes by file name; default: $SRTOOL_MODELS_DIR.")]
 
 class _NoHelpMarker:
@@ -84,6 +84,7 @@ def upscale(
     batch_size: Annotated[int, Opt(metavar="N", help="Tiles per run; 0 = 1 on CPU, 4 on GPU.", rich_help_panel=_HARDWARE)] = 0,
     threads: Annotated[int, Opt(metavar="N", help="CPU threads for inference; 0 = all.", rich_help_panel=_HARDWARE)] = 0,
     fp16: Annotated[bool, Opt("--fp16", metavar=_FLAG, help="Half precision (torch engine on CUDA).", rich_help_panel=_HARDWARE)] = False,
+    compile_model: Annotated[bool, Opt("--compile", metavar=_FLAG, help="torch.compile the model (torch engine; pays off on a GPU over many tiles).", rich_help_panel=_HARDWARE)] = False,
     quiet: Annotated[bool, Opt("--quiet", "-q", metavar=_FLAG, help="No progress bar.")] = False,
 ) -> None:
     """Upscale images. Exit code 0: all done; 1: some files failed; 2: usage error; 130: interrupted."""
@@ -112,7 +113,7 @@ def upscale(
 
         def make(name, d):
             return Upscaler(name, scale, engine=engine, device=d, tiles=tiles, threads=threads or None, fp16=fp16,
-                            strength=strength, models_dir=models_dir)  # fmt: skip
+                            strength=strength, models_dir=models_dir, compile=compile_model)  # fmt: skip
 
         jpeg_inputs = jpeg_model and jpeg_model != model and any(
             job.source.suffix.lower() in (".jpg", ".jpeg") for job in jobs)  # fmt: skip
@@ -150,6 +151,10 @@ def upscale(
         raise typer.Exit(130)
     if not quiet or result.failed:
         typer.echo(summary, err=True)
+    waited_decode, waited_encode = result.idle_share
+    if not quiet and result.done:
+        typer.echo(f"inference waited {waited_decode:.0%} of its time for decoding and {waited_encode:.0%} for "
+                   "encoding (the rest it was busy)", err=True)  # fmt: skip
     raise typer.Exit(1 if result.failed else 0)
 
 

@@ -23,8 +23,9 @@ import numpy as np
 from sr_tool.community import is_weights_file, size_rule_from_metadata
 from sr_tool.tiling import OutOfMemory, SizeRule, is_out_of_memory
 
-#: auto: ONNX Runtime for .onnx files, PyTorch for weights files (.pth, .safetensors, ...)
-ENGINES = ("auto", "onnxruntime", "torch")
+#: auto: ONNX Runtime for .onnx files, PyTorch for weights files (.pth, .safetensors, ...);
+#: tensorrt: ONNX Runtime's TensorRT provider (GPU, fp16)
+ENGINES = ("auto", "onnxruntime", "torch", "tensorrt")
 
 
 class EngineError(RuntimeError):
@@ -52,11 +53,22 @@ class OnnxEngine:
 
     name = "onnxruntime"
 
-    def __init__(self, model_path: str | Path, device: str = "auto", *, threads: int | None = None, proto=None):
+    def __init__(self, model_path: str | Path, device: str = "auto", *, threads: int | None = None, proto=None,
+                 tensorrt: bool = False, tensorrt_cache: str | Path | None = None):  # fmt: skip
+        """``tensorrt``: run through ONNX Runtime's TensorRT provider (fp16 kernels, engines cached in
+        ``tensorrt_cache``, default ~/.cache/srtool/tensorrt); an error if it cannot load."""
         import onnxruntime as ort
 
         self.path = Path(model_path)
         self.warnings: list[str] = []
+        if tensorrt:
+            if device == "cpu":
+                raise EngineError("--engine tensorrt runs on a GPU; --device cpu contradicts it")
+            if "TensorrtExecutionProvider" not in ort.get_available_providers():
+                raise EngineError(f"--engine tensorrt: this ONNX Runtime ({ort.__version__}) has no TensorRT provider; "
+                                  "install onnxruntime-gpu, or use --device cuda")  # fmt: skip
+            if not _gpu_present():
+                raise EngineError("--engine tensorrt: no NVIDIA GPU found (/dev/nvidia0); use --device cpu")
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
@@ -73,6 +85,14 @@ class OnnxEngine:
             # Tiles have one constant shape, so one exhaustive cuDNN search per shape pays off.
             cuda_options = {"device_id": device_id, "cudnn_conv_algo_search": "EXHAUSTIVE"}
             providers = [("CUDAExecutionProvider", cuda_options), "CPUExecutionProvider"]
+            if tensorrt:
+                cache = Path(tensorrt_cache or Path.home() / ".cache" / "srtool" / "tensorrt").expanduser()
+                cache.mkdir(parents=True, exist_ok=True)
+                # Building an engine takes minutes per input shape; the caches keep them across runs.
+                trt_options = {"device_id": device_id, "trt_fp16_enable": True, "trt_engine_cache_enable": True,
+                               "trt_engine_cache_path": str(cache), "trt_timing_cache_enable": True,
+                               "trt_timing_cache_path": str(cache)}  # fmt: skip
+                providers.insert(0, ("TensorrtExecutionProvider", trt_options))
         ort.set_default_logger_severity(4)  # provider load failures are reported by us, in one line
         try:
             source = proto.SerializeToString() if proto is not None else str(self.path)
@@ -88,7 +108,10 @@ class OnnxEngine:
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
         active = self.session.get_providers()
-        self.on_gpu = "CUDAExecutionProvider" in active
+        if tensorrt and "TensorrtExecutionProvider" not in active:
+            raise EngineError("--engine tensorrt: ONNX Runtime's TensorRT provider did not load (TensorRT libraries "
+                              "missing or mismatched: pip install tensorrt); or use --device cuda without it")  # fmt: skip
+        self.on_gpu = "CUDAExecutionProvider" in active or "TensorrtExecutionProvider" in active
         if want_cuda and not self.on_gpu:
             if device != "auto":
                 raise EngineError(
@@ -124,12 +147,36 @@ class OnnxEngine:
                 raise OutOfMemory(str(exc)) from exc
             raise
 
+    # For sr_tool.device_tiling: tensors stay where they are (on the GPU), bound to the session's
+    # input and output by address, so no tile crosses the bus.
+    channels_last = False
+
+    def run_tensor(self, batch):
+        """Nx3xhxw float32 torch tensor (CPU or this engine's CUDA device) -> Nx3x(sh)x(sw), same device."""
+        import torch
+
+        batch = batch.float().contiguous()
+        n, _, h, w = batch.shape
+        out = torch.empty((n, 3, h * self.scale, w * self.scale), dtype=torch.float32, device=batch.device)
+        where = ("cuda", batch.device.index or 0) if batch.is_cuda else ("cpu", 0)
+        binding = self.session.io_binding()
+        binding.bind_input(self.input_name, *where, np.float32, list(batch.shape), batch.data_ptr())
+        binding.bind_output(self.output_name, *where, np.float32, list(out.shape), out.data_ptr())
+        try:
+            self.session.run_with_iobinding(binding)
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                raise OutOfMemory(str(exc)) from exc
+            raise
+        return out
+
 
 class TorchEngine:
     name = "torch"
 
     def __init__(self, model_path: str | Path, device: str = "auto", *, threads: int | None = None, fp16: bool = False,
-                 proto=None):  # fmt: skip
+                 proto=None, compile: bool = False):  # fmt: skip
+        """``compile``: torch.compile the model (worth it on a GPU, for many tiles of one shape)."""
         import torch
 
         self.path = Path(model_path)
@@ -176,6 +223,13 @@ class TorchEngine:
             else:
                 self.warnings.append(f"{self.path.name}: this architecture runs in fp32 only; --fp16 is ignored")
         self.model = model.to(self.device, self.dtype)
+        # srtool's convolution-only networks run faster channels-last on GPUs; community ones may
+        # reshape with view(), which needs the default layout.
+        self.channels_last = self.on_gpu and not is_weights_file(self.path)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        if compile:  # one graph per tile shape; "reduce-overhead" replays it as a CUDA graph
+            self.model = torch.compile(self.model, mode="reduce-overhead" if self.on_gpu else "default", dynamic=False)
         name = torch.cuda.get_device_name(self.device) if self.on_gpu else "CPU"
         self.description = f"torch {torch.__version__} {self.device} ({name}, {str(self.dtype).split('.')[-1]})"
 
@@ -185,6 +239,16 @@ class TorchEngine:
             with torch.inference_mode():
                 x = torch.from_numpy(batch).to(self.device, self.dtype)
                 return self.model(x).float().cpu().numpy()
+        except torch.OutOfMemoryError as exc:
+            torch.cuda.empty_cache()
+            raise OutOfMemory(str(exc)) from exc
+
+    def run_tensor(self, batch):
+        """Nx3xhxw tensor on this engine's device, in its dtype -> Nx3x(sh)x(sw) (sr_tool.device_tiling)."""
+        torch = self.torch
+        try:
+            with torch.inference_mode():
+                return self.model(batch)
         except torch.OutOfMemoryError as exc:
             torch.cuda.empty_cache()
             raise OutOfMemory(str(exc)) from exc
@@ -204,19 +268,19 @@ def _probe_scale(session) -> int:
     return out.shape[-1] // 16
 
 
-def make_engine(model_path: str | Path, *, engine: str = "onnxruntime", device: str = "auto",
-                threads: int | None = None, fp16: bool = False, proto=None):  # fmt: skip
+def make_engine(model_path: str | Path, *, engine: str = "auto", device: str = "auto",
+                threads: int | None = None, fp16: bool = False, proto=None, compile: bool = False):  # fmt: skip
     """An engine for ``model_path``, or for the in-memory ONNX ``proto`` that the path names."""
     weights = is_weights_file(model_path) and proto is None
     if engine == "auto":
         engine = "torch" if weights else "onnxruntime"
-    if engine == "onnxruntime" and weights:
+    if engine in ("onnxruntime", "tensorrt") and weights:
         raise EngineError(f"{model_path}: ONNX Runtime runs .onnx files; run this with --engine torch (what --engine "
                           f"auto picks), or convert it once: srtool export {model_path} -o model.onnx")  # fmt: skip
-    if engine == "onnxruntime":
-        return OnnxEngine(model_path, device, threads=threads, proto=proto)
+    if engine in ("onnxruntime", "tensorrt"):
+        return OnnxEngine(model_path, device, threads=threads, proto=proto, tensorrt=engine == "tensorrt")
     if engine == "torch":
-        return TorchEngine(model_path, device, threads=threads, fp16=fp16, proto=proto)
+        return TorchEngine(model_path, device, threads=threads, fp16=fp16, proto=proto, compile=compile)
     raise EngineError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
 
 

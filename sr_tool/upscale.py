@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from sr_tool.community import WEIGHT_SUFFIXES
-from sr_tool.engine import auto_tile, make_engine
+from sr_tool.engine import auto_tile, available_memory, make_engine
 from sr_tool.image_io import ImageInfo, LoadedImage, quantise, read_image, unit_float, write_image
 from sr_tool.tiling import TiledRunner
 
@@ -183,7 +183,8 @@ class TileSettings:
     tile: int | None = None  # input pixels; None = chosen from free memory
     pad: int = 16  # context discarded at each inner tile edge
     blend: int = 8  # cross-fade width
-    batch_size: int | None = None  # tiles per run; None = 1 on CPU, 4 on GPU
+    batch_size: int | None = None  # tiles per run; None = 1 on CPU, 8 on GPU
+    on_device: bool | None = None  # tile on the accelerator (sr_tool.device_tiling); None = on a CUDA device
 
 
 class Upscaler:
@@ -201,11 +202,13 @@ class Upscaler:
         fp16: bool = False,
         strength: float | None = None,
         models_dir: str | Path | None = None,
+        compile: bool = False,
     ):
         """``strength`` (0..1): for a model whose card names a clean partner (``strength_partner``,
         e.g. photo -> pixel), mix their weights: 1 is the model, 0 the partner (see
         :mod:`sr_tool.interpolate`). None runs the model as it is. ``models_dir``: where model
-        names that are not built in are looked up (default $SRTOOL_MODELS_DIR)."""
+        names that are not built in are looked up (default $SRTOOL_MODELS_DIR). ``compile``: torch.compile
+        the torch engine's model (GPU: one CUDA graph per tile shape)."""
         if not scale > 1:
             raise ValueError(f"-x {scale:g}: srtool upscales, so the scale must be above 1 (e.g. 2, 3, 4, 1.5)")
         self.scale = scale
@@ -224,7 +227,8 @@ class Upscaler:
             partner = strength_partner(self.model_path)
             proto = interpolate_onnx(self.model_path, partner, strength)
             mixed = f" at strength {strength:g} (mixed with {partner.name})"
-        self.engine = make_engine(self.model_path, engine=engine, device=device, threads=threads, fp16=fp16, proto=proto)
+        self.engine = make_engine(self.model_path, engine=engine, device=device, threads=threads, fp16=fp16, proto=proto,
+                                  compile=compile)  # fmt: skip
         self.model_scale = self.engine.scale
         architecture = self.engine.metadata.get("architecture")
         kind = f" ({architecture})" if architecture else ""
@@ -234,7 +238,7 @@ class Upscaler:
             self.warnings.append("--fp16 applies to the torch engine on a CUDA device only; this runs in fp32")
         if self.model_scale < scale:
             self.warnings.append(f"the largest model is x{self.model_scale}; bicubic does the rest up to x{scale:g}")
-        batch = tiles.batch_size or (4 if self.engine.on_gpu else 1)
+        batch = tiles.batch_size or (8 if self.engine.on_gpu else 1)
         tile = tiles.tile or auto_tile(self.engine, batch)
         tiling = self.engine.metadata.get("tiling", "supported")
         if tiling == "internal":  # the architecture sees the whole image by design: one tile
@@ -244,6 +248,17 @@ class Upscaler:
                                  f"tiles are {tile} px, --tile sets a larger size (memory permitting)")  # fmt: skip
         self.runner = TiledRunner(self.engine.run_batch, self.model_scale, tile=tile, pad=tiles.pad,
                                   blend=tiles.blend, batch_size=batch, size_rule=self.engine.size_rule)  # fmt: skip
+        self.device_runner = None  # tiles cut, blended and quantised on the accelerator
+        if tiles.on_device or (tiles.on_device is None and self.engine.on_gpu and _torch_cuda()):
+            import torch
+
+            from sr_tool.device_tiling import DeviceTiler
+
+            dtype = self.engine.dtype if self.engine.name == "torch" else torch.float32
+            self.device_runner = DeviceTiler(self.engine.run_tensor, self.model_scale, device=self.engine.device,
+                                             dtype=dtype, tile=tile, pad=tiles.pad, blend=tiles.blend, batch_size=batch,
+                                             size_rule=self.engine.size_rule, channels_last=self.engine.channels_last)  # fmt: skip
+            self.description += ", tiled on the device"
 
     def target_size(self, width: int, height: int) -> tuple[int, int]:
         return max(1, round(width * self.scale)), max(1, round(height * self.scale))
@@ -258,7 +273,10 @@ class Upscaler:
         else:
             native = (width * self.model_scale, height * self.model_scale) == (out_w, out_h)
             # A gray image goes in as three equal channels (the model is RGB), their mean comes out.
-            pixels = self.runner(image.array, out_dtype=dtype if native else np.float32, on_tiles=on_tiles)
+            runner = self.runner
+            if self.device_runner is not None and self.device_runner.fits(height, width, available_memory(self.engine)):
+                runner = self.device_runner
+            pixels = runner(image.array, out_dtype=dtype if native else np.float32, on_tiles=on_tiles)
             if out_w * out_h > RELEASE_ABOVE_PIXELS:  # big images: give the activation arena back
                 self.engine.release_memory()
             if not native:  # nearest larger model, then an antialiased downscale (or bicubic beyond it)
@@ -287,6 +305,16 @@ class ByFormat:
     def upscale(self, image: LoadedImage, on_tiles=None) -> UpscaledImage:
         chosen = self.jpeg if image.info.format == "JPEG" else self.other
         return chosen.upscale(image, on_tiles=on_tiles)
+
+
+def _torch_cuda() -> bool:
+    """Whether PyTorch can reach a CUDA device (the device tiler needs it, whichever engine runs the model)."""
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
 
 
 def _resize(chw: np.ndarray, out_h: int, out_w: int, dtype) -> np.ndarray:

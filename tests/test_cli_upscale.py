@@ -11,6 +11,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image, ImageCms
 from typer.testing import CliRunner
 
@@ -333,3 +334,37 @@ def test_without_a_model_jpeg_inputs_get_the_photo_model(tmp_path, monkeypatch):
     # --strength alone means the photo model, mixed with its partner, for every input.
     result = loud(folder, "-x", "2", "-o", tmp_path / "mixed", "--strength", "0.5")
     assert result.exit_code == 0 and "photo_x2.onnx at strength 0.5 (mixed with pixel_x2.onnx)" in result.output
+
+
+@pytest.mark.parametrize("slow", ["decode", "upscale"])
+def test_batch_reports_how_long_inference_waited_for_decoding(tmp_path, monkeypatch, slow):
+    """The share of time the accelerator idles: high when decoding is the bottleneck, low when
+    inference itself is."""
+    import sr_tool.batch as batch
+    from sr_tool.batch import Job, run_batch
+    from sr_tool.upscale import Upscaler
+
+    jobs = []
+    for i in range(6):
+        Image.fromarray(np.full((8, 8, 3), i * 40, np.uint8)).save(tmp_path / f"{i}.png")
+        jobs.append(Job(tmp_path / f"{i}.png", tmp_path / f"{i}_x2.png"))
+    up = Upscaler("bicubic", 2)
+    real_read, real_upscale = batch.read_image, up.upscale
+
+    def slow_read(*args, **kwargs):
+        time.sleep(0.05 if slow == "decode" else 0)
+        return real_read(*args, **kwargs)
+
+    def slow_upscale(*args, **kwargs):
+        time.sleep(0.05 if slow == "upscale" else 0)
+        return real_upscale(*args, **kwargs)
+
+    monkeypatch.setattr(batch, "read_image", slow_read)
+    monkeypatch.setattr(up, "upscale", slow_upscale)
+    result = run_batch(jobs, [up], decode_workers=1, encode_workers=1)
+    assert len(result.done) == 6
+    waited_decode, waited_encode = result.idle_share
+    if slow == "decode":
+        assert waited_decode > 0.6 and result.inference_seconds < 0.2
+    else:
+        assert waited_decode < 0.3 and result.inference_seconds >= 0.3

@@ -111,3 +111,17 @@ def test_efficient_models_export_folded_and_run_on_both_engines(tmp_path):
     with torch.no_grad():
         reference = model(image).numpy()
     assert np.abs(a - reference).max() < 1e-4 and np.abs(b - reference).max() < 1e-4
+
+
+def test_tensorrt_that_cannot_run_is_an_error_never_a_silent_cpu_run(monkeypatch):
+    from sr_tool.engine import EngineError, make_engine
+
+    with pytest.raises(EngineError, match="--engine tensorrt: .*--device cpu"):
+        make_engine(tiny_onnx(2), engine="tensorrt")  # this machine has no NVIDIA GPU
+    with pytest.raises(EngineError, match="runs on a GPU"):
+        make_engine(tiny_onnx(2), engine="tensorrt", device="cpu")
+    import onnxruntime as ort
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    with pytest.raises(EngineError, match="has no TensorRT provider"):
+        make_engine(tiny_onnx(2), engine="tensorrt", device="cuda")
