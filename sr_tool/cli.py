@@ -397,6 +397,7 @@ def bench(
 ) -> None:
     """Megapixels/s for each model x device x tile x engine (ONNX Runtime against PyTorch eager)."""
     from sr_tool.bench import bench_upscaler
+    from sr_tool.community import is_weights_file
     from sr_tool.engine import EngineError
     from sr_tool.upscale import ModelNotFound, TileSettings, Upscaler
 
@@ -411,6 +412,10 @@ def bench(
         for d in device:
             for t in tile:
                 for e in engine:
+                    if e in ("onnxruntime", "tensorrt") and is_weights_file(m):
+                        typer.echo(f"{m:<16} {e:<12} {d:<8} {t or 'auto':>5} {'-':>8} {'-':>7}  runs .onnx files "
+                                   f"(srtool export {m} -o model.onnx converts it)")  # fmt: skip
+                        continue
                     typer.echo(f"timing {m} on {e}, {d}, tile {t or 'auto'}: a warm-up and {repeats} runs ...", err=True)
                     try:
                         up = Upscaler(m, scale, engine=e, device=d, tiles=TileSettings(tile=t or None),
