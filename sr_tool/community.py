@@ -56,9 +56,13 @@ class CommunityModel:
     sha256: str
 
     @property
+    def kind(self) -> str:
+        """The architecture and spandrel's size tags, e.g. ``ESRGAN (64nf, 23nb)``."""
+        return f"{self.architecture} ({', '.join(self.tags)})" if self.tags else self.architecture
+
+    @property
     def description(self) -> str:
-        tags = f" ({', '.join(self.tags)})" if self.tags else ""
-        return f"{self.architecture}{tags} x{self.scale}"
+        return f"{self.kind} x{self.scale}"
 
     def metadata(self) -> dict[str, str]:
         """What an exported ONNX file records of this model (``srtool.*`` properties, no prefix)."""

@@ -1,7 +1,8 @@
 """Upscaling images with a model: the library API behind ``srtool upscale``.
 
 :class:`Upscaler` resolves a model (a built-in name, an ONNX or weights file, a file's name in the
-user's models folder, or ``bicubic``), picks its engine and tiling, and turns a :class:`~sr_tool.image_io.LoadedImage` into an :class:`UpscaledImage`.
+user's models folder, or ``bicubic``), picks its engine and tiling, and turns a
+:class:`~sr_tool.image_io.LoadedImage` into an :class:`UpscaledImage`.
 Any scale works: a model's native scale directly, otherwise the nearest larger model followed by an
 antialiased MATLAB-bicubic downscale (e.g. -x3 or -x1.5 with an x4 model). Gray images run through the
 RGB model as three equal channels and come back gray; alpha is upscaled separately with bicubic;
@@ -114,7 +115,7 @@ def list_user_models(models_dir: str | Path | None = None) -> list[dict]:
                 from sr_tool.community import load_community_model
 
                 loaded = load_community_model(path)
-                entry["scale"], entry["architecture"] = loaded.scale, loaded.description.rsplit(" x", 1)[0]
+                entry["scale"], entry["architecture"] = loaded.scale, loaded.kind
         except Exception as exc:  # one unreadable file must not hide the others
             entry["error"] = str(exc).removeprefix(f"{path}: ")
         entries.append(entry)
