@@ -37,8 +37,8 @@ ARCHITECTURES = {
     "HAT": ("HAT", dict(_SWIN, window_size=16, compress_ratio=3, squeeze_factor=30, conv_scale=0.01, overlap_ratio=0.5)),
     "DAT": ("DAT", {}),
     "RGT": ("RGT", {}),
-    "DRCT": ("DRCT", {}),
-    "ATD": ("ATD", {}),
+    "DRCT": ("DRCT", dict(upscale=4, upsampler="pixelshuffle")),
+    "ATD": ("ATD", dict(upscale=4, upsampler="pixelshuffle")),
     "CRAFT": ("CRAFT", {}),
     "OmniSR": ("OmniSR", {}),
     "PLKSR": ("RealPLKSR", {}),
@@ -47,7 +47,7 @@ ARCHITECTURES = {
     "MoSR": ("MoSR", {}),
     "FDAT": ("FDAT", {}),
     "DITN": ("DITN", {}),
-    "RealCUGAN": ("RealCUGAN", {}),
+    "RealCUGAN": ("UpCunet2x", {}),
 }
 
 

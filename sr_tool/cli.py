@@ -152,7 +152,7 @@ def upscale(
     if not quiet or result.failed:
         typer.echo(summary, err=True)
     waited_decode, waited_encode = result.idle_share
-    if not quiet and result.done:
+    if not quiet and len(result.done) > 1:  # a folder: did decoding or encoding hold the accelerator back?
         typer.echo(f"inference waited {waited_decode:.0%} of its time for decoding and {waited_encode:.0%} for "
                    "encoding (the rest it was busy)", err=True)  # fmt: skip
     raise typer.Exit(1 if result.failed else 0)

@@ -213,6 +213,7 @@ def _export_weights_file(source: Path, onnx_path: Path, *, fp16: bool, parity_im
         raise ExportError(f"{name}: {exc}") from exc
     except Exception as exc:  # the exporter's own errors: operators or Python control flow it cannot trace
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        first = first.split(" Please feel free")[0].split("  [Caused by")[0].rstrip(". ")  # the exporter's boilerplate
         raise ExportError(f"{name}: does not export to ONNX ({type(exc).__name__}: {first})") from exc
     return {
         "name": onnx_path.stem,
