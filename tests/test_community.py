@@ -149,8 +149,9 @@ def test_a_pickle_that_runs_code_is_refused_and_not_run(tmp_path):
 def test_unknown_and_damaged_files_get_one_line_errors(tmp_path):
     unknown = tmp_path / "unknown.safetensors"
     save_file({"encoder.mystery.weight": torch.zeros(4, 3, 3, 3)}, str(unknown))
-    with pytest.raises(CommunityModelError, match="unknown.safetensors: not an architecture spandrel .* recognises"):
+    with pytest.raises(CommunityModelError, match="unknown.safetensors: not an architecture spandrel .* recognises") as err:
         load_community_model(unknown)
+    assert "pip install spandrel_extra_arches" in str(err.value)  # the licence-restricted ones live there
     damaged = tmp_path / "damaged.pth"
     damaged.write_bytes(b"not a model at all")
     with pytest.raises(CommunityModelError, match="damaged.pth: not a PyTorch weights file") as err:
