@@ -36,6 +36,8 @@ class DeviceTiler(TiledRunner):
     def __init__(self, model: TensorFn, scale: int, *, device: str | torch.device, dtype: torch.dtype = torch.float32,
                  tile: int = 512, pad: int = 16, blend: int = 8, batch_size: int = 8, in_channels: int = 3,
                  size_rule: SizeRule = SizeRule(), channels_last: bool = False):  # fmt: skip
+        # The parent's geometry (tile fitting to the rule, minimum tile, OOM retry) is reused; its
+        # numpy run_batch is not: batches here are tensors, run by _fit_batch.
         super().__init__(model, scale, tile=tile, pad=pad, blend=blend, batch_size=batch_size,
                          in_channels=in_channels, size_rule=size_rule)  # fmt: skip
         self.model = model
@@ -81,9 +83,11 @@ class DeviceTiler(TiledRunner):
         x = self._to_device(image)
         plan = plan_tiles(h, w, self.tile, self.overlap, self.size_rule.align)
         th, tw = plan.tile_h, plan.tile_w
-        ramp = lambda n, first, last: torch.from_numpy(_ramp(n * s, first, last, self.pad * s, self.blend * s)).to(self.device)  # noqa: E731
-        col_w = [ramp(tw, i > 0, i < len(plan.xs) - 1)[: w * s - x0 * s] for i, x0 in enumerate(plan.xs)]
-        row_w = [ramp(th, i > 0, i < len(plan.ys) - 1)[: h * s - y0 * s] for i, y0 in enumerate(plan.ys)]
+        def ramps(starts, size, total):  # each tile's 1-D weights, cut where the image ends
+            return [torch.from_numpy(_ramp(size * s, i > 0, i < len(starts) - 1, self.pad * s, self.blend * s)
+                                     [: (total - start) * s]).to(self.device) for i, start in enumerate(starts)]  # fmt: skip
+
+        col_w, row_w = ramps(plan.xs, tw, w), ramps(plan.ys, th, h)
         # Every tile's weight is its row ramp times its column ramp, and tiles form a grid, so the
         # weights' sum is the product of the 1-D sums: no full-size weight map is needed.
         row_sum, col_sum = torch.zeros(h * s, device=self.device), torch.zeros(w * s, device=self.device)
@@ -98,9 +102,10 @@ class DeviceTiler(TiledRunner):
                 out = self._fit_batch(batch).float()
                 if acc is None:
                     acc = torch.zeros((out.shape[1], h * s, w * s), device=self.device)
+                wy = row_w[r]
                 for x0, tile_out, wx in zip(xs, out, col_w[start : start + len(xs)]):
-                    wy = row_w[r]
-                    acc[:, y0 * s : y0 * s + len(wy), x0 * s : x0 * s + len(wx)] += tile_out[:, : len(wy), : len(wx)] * (wy[:, None] * wx[None, :])
+                    weight = wy[:, None] * wx[None, :]
+                    acc[:, y0 * s : y0 * s + len(wy), x0 * s : x0 * s + len(wx)] += tile_out[:, : len(wy), : len(wx)] * weight
                 if on_tiles is not None:
                     on_tiles(r * len(plan.xs) + start + len(xs), len(plan.ys) * len(plan.xs))
         acc /= (row_sum[:, None] * col_sum[None, :]).clamp_min_(1e-12)
