@@ -149,7 +149,8 @@ def load_community_model(path: str | Path) -> CommunityModel:
         raise CommunityModelError(
             f"{path}: not an architecture spandrel {spandrel.__version__} recognises{extra}") from None  # fmt: skip
     except Exception as exc:  # spandrel recognised the keys but the shapes did not build a model
-        raise CommunityModelError(f"{path}: spandrel could not build the model ({type(exc).__name__}: {exc})") from exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise CommunityModelError(f"{path}: spandrel could not build the model ({type(exc).__name__}: {first})") from exc
     if not isinstance(descriptor, spandrel.ImageModelDescriptor):
         raise CommunityModelError(f"{path}: a {descriptor.architecture.name} {descriptor.purpose} model takes a mask "
                                   "as well as an image; srtool runs image-to-image models only")  # fmt: skip
