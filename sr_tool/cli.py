@@ -81,7 +81,7 @@ def upscale(
     models_dir: ModelsDir = None,
     tile: Annotated[int, Opt(metavar="PX", help="Tile size in input pixels; 0 = from free memory.", rich_help_panel=_HARDWARE)] = 0,
     tile_pad: Annotated[int, Opt(metavar="PX", help="Context pixels discarded at inner tile edges.", rich_help_panel=_HARDWARE)] = 16,
-    batch_size: Annotated[int, Opt(metavar="N", help="Tiles per run; 0 = 1 on CPU, 4 on GPU.", rich_help_panel=_HARDWARE)] = 0,
+    batch_size: Annotated[int, Opt(metavar="N", help="Tiles per run; 0 = 1 on CPU, 8 on GPU.", rich_help_panel=_HARDWARE)] = 0,
     threads: Annotated[int, Opt(metavar="N", help="CPU threads for inference; 0 = all.", rich_help_panel=_HARDWARE)] = 0,
     fp16: Annotated[bool, Opt("--fp16", metavar=_FLAG, help="Half precision (torch engine on CUDA).", rich_help_panel=_HARDWARE)] = False,
     compile_model: Annotated[bool, Opt("--compile", metavar=_FLAG, help="torch.compile the model (torch engine; pays off on a GPU over many tiles).", rich_help_panel=_HARDWARE)] = False,

@@ -237,6 +237,8 @@ class Upscaler:
         self.warnings = list(self.engine.warnings)
         if fp16 and not (self.engine.name == "torch" and self.engine.on_gpu):
             self.warnings.append("--fp16 applies to the torch engine on a CUDA device only; this runs in fp32")
+        if compile and self.engine.name != "torch":
+            self.warnings.append("--compile applies to the torch engine (--engine torch); ignored here")
         if self.model_scale < scale:
             self.warnings.append(f"the largest model is x{self.model_scale}; bicubic does the rest up to x{scale:g}")
         batch = tiles.batch_size or (8 if self.engine.on_gpu else 1)
