@@ -78,7 +78,8 @@ def export_onnx(
         "srtool.loss": loss,
         **{k if k.startswith("srtool.") else f"srtool.{k}": str(v) for k, v in (metadata or {}).items()},
     }
-    return _write_onnx(model, path, props, [(image, reference)], fp16=fp16, aliases=True)
+    example = torch.rand(1, config.image_channels, 16, 16)
+    return _write_onnx(model, path, props, [(image, reference)], fp16=fp16, aliases=True, example=example)
 
 
 def _write_onnx(model: nn.Module, path: str | Path, props: dict[str, str], checks: list[tuple[torch.Tensor, torch.Tensor]],
