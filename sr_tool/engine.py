@@ -159,11 +159,13 @@ class OnnxEngine:
         n, _, h, w = batch.shape
         out = torch.empty((n, 3, h * self.scale, w * self.scale), dtype=torch.float32, device=batch.device)
         where = ("cuda", batch.device.index or 0) if batch.is_cuda else ("cpu", 0)
+        if batch.is_cuda:  # ONNX Runtime reads on its own stream: PyTorch's writes to the batch must be done
+            torch.cuda.current_stream(batch.device).synchronize()
         binding = self.session.io_binding()
         binding.bind_input(self.input_name, *where, np.float32, list(batch.shape), batch.data_ptr())
         binding.bind_output(self.output_name, *where, np.float32, list(out.shape), out.data_ptr())
         try:
-            self.session.run_with_iobinding(binding)
+            self.session.run_with_iobinding(binding)  # returns when the outputs are written (ORT synchronises)
         except Exception as exc:
             if is_out_of_memory(exc):
                 raise OutOfMemory(str(exc)) from exc
