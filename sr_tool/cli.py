@@ -230,6 +230,9 @@ def models(models_dir: ModelsDir = None) -> None:
     """List the built-in models with their scales and cards, and the models in your models folder."""
     from sr_tool.upscale import BUILTIN_MODELS, ModelNotFound, list_builtin_models, list_user_models, user_models_dir
 
+    folder = user_models_dir(models_dir)
+    if folder is not None and not folder.is_dir():
+        _fail(f"{folder}: the models folder does not exist")
     entries = list_builtin_models()
     if not entries:
         typer.echo(f"no built-in models installed (expected {', '.join(BUILTIN_MODELS)})")
@@ -243,7 +246,6 @@ def models(models_dir: ModelsDir = None) -> None:
             typer.echo(f"{e['name']:<11} x{e['scale']:<4} {card.get('loss', '?'):<{loss_w}} {psnr_text:>11} "
                        f"{card.get('parameters', 0):>9,} {card.get('steps', 0):>7}  {e['path']}")  # fmt: skip
         typer.echo("val PSNR-Y: on the recipe's validation sets (Set5 + Set14), from the card; see README for benchmarks")
-    folder = user_models_dir(models_dir)
     if folder is None:
         typer.echo("your own models: --models-dir FOLDER or $SRTOOL_MODELS_DIR lists them here")
         return
@@ -451,6 +453,8 @@ def export(
         _fail(f"{checkpoint}: no such file")
     if source.suffix.lower() == ".onnx":
         _fail(f"{checkpoint}: already an ONNX model, nothing to export (srtool runs it as it is: --model {checkpoint})")
+    if Path(output).suffix.lower() != ".onnx":
+        _fail(f"-o {output}: the export is an ONNX file; name it .onnx (e.g. -o {Path(output).with_suffix('.onnx').name})")
     image = None
     try:
         if parity_image:

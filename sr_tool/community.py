@@ -111,17 +111,23 @@ def read_state_dict(path: str | Path) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        refused = [line.strip().rstrip(".") for line in str(exc).splitlines() if "GLOBAL" in line]
-        if not refused:  # not a pickle at all
-            raise CommunityModelError(f"{path}: not a PyTorch weights file, or a damaged one ({str(exc).splitlines()[0]})") from exc
-        # weights_only refuses any global outside torch's tensor types: the file wants to run code.
+        lines = [line.strip() for line in str(exc).splitlines()]
+        refused = [line for line in lines if "GLOBAL" in line or "Unsupported global" in line]
+        if not refused:  # not a pickle of weights at all (torch's text would suggest weights_only=False: not ours)
+            raise CommunityModelError(f"{path}: not a PyTorch weights file, or a damaged one (not a pickle "
+                                      "archive torch can read); re-download it, or use its .safetensors version") from exc  # fmt: skip
+        # weights_only refuses any global outside torch's tensor types: the file wants to run code (or to
+        # build Python objects, such as a whole pickled model). torch's own advice (allow-list it) is not ours.
+        what = refused[0].split(" Please use")[0].split(". Please")[0].removeprefix("WeightsUnpickler error: ").rstrip(".")
         raise CommunityModelError(
-            f"{path}: refused: the file holds Python objects that loading would have to run ({refused[0]}); srtool "
+            f"{path}: refused: the file holds Python objects that loading would have to run ({what}); srtool "
             "reads weights only. Use a .safetensors version of the model, or re-save its state dict from a source you trust"
         ) from exc
     except (RuntimeError, EOFError, OSError, ValueError, KeyError) as exc:  # torch.load's ways of saying "not mine"
-        detail = str(exc).splitlines()[0] if str(exc).strip() and not isinstance(exc, KeyError) else type(exc).__name__
-        raise CommunityModelError(f"{path}: not a PyTorch weights file, or a damaged one ({detail})") from exc
+        first = str(exc).strip().splitlines()[0].split(". ")[0] if str(exc).strip() and not isinstance(exc, KeyError) else ""
+        detail = first or "not a zip or pickle archive torch can read"
+        raise CommunityModelError(f"{path}: not a PyTorch weights file, or a damaged one ({detail}); re-download it, "
+                                  "or use its .safetensors version") from exc  # fmt: skip
     if not isinstance(payload, dict):
         raise CommunityModelError(f"{path}: holds a {type(payload).__name__}, not a state dict of weights")
     return payload

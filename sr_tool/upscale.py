@@ -142,8 +142,15 @@ def resolve_model(model: str, scale: float, models_dir: str | Path | None = None
     if len(named) > 1:
         raise ModelNotFound(f"{model}: several files in the models folder have this name ({', '.join(map(str, named))}); "
                             "give the path")  # fmt: skip
+    if path.suffix.lower() in MODEL_SUFFIXES or len(path.parts) > 1:
+        raise ModelNotFound(f"{model}: no such file")
+    installed = [name for name in BUILTIN_MODELS if builtin_model_files(name)]
+    import difflib
+
+    close = difflib.get_close_matches(model, installed + [p.stem for p in user_model_files(models_dir)], n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
     where = f" or the name of a file in {user_models_dir(models_dir)}" if user_models_dir(models_dir) else ""
-    raise ModelNotFound(f"{model}: no such model; use {', '.join(BUILTIN_MODELS)}, {BICUBIC}, a model file "
+    raise ModelNotFound(f"{model}: no such model; {hint}use {', '.join(installed)}, {BICUBIC}, a model file "
                         f"({', '.join(MODEL_SUFFIXES)}){where}")  # fmt: skip
 
 
@@ -239,8 +246,14 @@ class Upscaler:
             self.warnings.append("--fp16 applies to the torch engine on a CUDA device only; this runs in fp32")
         if compile and self.engine.name != "torch":
             self.warnings.append("--compile applies to the torch engine (--engine torch); ignored here")
+        builtin = model in BUILTIN_MODELS
         if self.model_scale < scale:
-            self.warnings.append(f"the largest model is x{self.model_scale}; bicubic does the rest up to x{scale:g}")
+            self.warnings.append(f"the largest model is x{self.model_scale}; bicubic does the rest up to x{scale:g}" if builtin
+                                 else f"{self.model_path.name} is an x{self.model_scale} model; bicubic does the rest up "
+                                      f"to x{scale:g} (-x {self.model_scale} runs it at its own scale)")  # fmt: skip
+        elif self.model_scale > scale and not builtin:
+            self.warnings.append(f"{self.model_path.name} is an x{self.model_scale} model; its output is downscaled to "
+                                 f"x{scale:g} (-x {self.model_scale} keeps its own scale)")  # fmt: skip
         batch = tiles.batch_size or (8 if self.engine.on_gpu else 1)
         tile = tiles.tile or auto_tile(self.engine, batch)
         tiling = self.engine.metadata.get("tiling", "supported")

@@ -19,6 +19,7 @@ from spandrel.architectures.PLKSR import RealPLKSR
 from spandrel.architectures.SPAN import SPAN
 from spandrel.architectures.SwinIR import SwinIR
 
+from helpers import tiny_onnx
 from sr_tool.community import CommunityModelError, load_community_model, read_state_dict
 from sr_tool.engine import EngineError, make_engine
 from sr_tool.export import export_model_file
@@ -156,7 +157,12 @@ def test_unknown_and_damaged_files_get_one_line_errors(tmp_path):
     damaged.write_bytes(b"not a model at all")
     with pytest.raises(CommunityModelError, match="damaged.pth: not a PyTorch weights file") as err:
         load_community_model(damaged)
-    assert "\n" not in str(err.value)
+    assert "\n" not in str(err.value) and "re-download" in str(err.value)
+    onnx_named_pth = tmp_path / "exported.pth"  # an ONNX file under a weights name: torch's advice is unsafe
+    onnx_named_pth.write_bytes(tiny_onnx(2).read_bytes())
+    with pytest.raises(CommunityModelError, match="exported.pth: not a PyTorch weights file") as err:
+        load_community_model(onnx_named_pth)
+    assert "weights_only" not in str(err.value)
 
 
 def test_onnxruntime_is_refused_a_weights_file_with_the_way_out(weights_files):
@@ -254,6 +260,12 @@ def test_cli_refuses_code_in_a_pickle_in_one_line_and_writes_nothing(tmp_path):
         assert len(errors) == 1 and "evil.pth: refused" in errors[0], result.output
         assert "ran" not in result.output.split("error:")[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["evil.pth"]
+
+
+def test_cli_export_writes_only_onnx_files(weights_files, tmp_path):
+    result = _srtool("export", weights_files["compact", ".pth"], "-o", tmp_path / "x.pth")
+    assert result.exit_code == 2 and "name it .onnx" in result.output
+    assert not (tmp_path / "x.pth").exists()
 
 
 def test_cli_models_lists_the_models_folder(weights_files, tmp_path):

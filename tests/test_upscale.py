@@ -55,8 +55,17 @@ def test_bicubic_baseline_needs_no_model():
 
 
 def test_unknown_model_is_a_clear_error(tmp_path):
-    with pytest.raises(ModelNotFound, match="no such model"):
+    with pytest.raises(ModelNotFound, match="nope.onnx: no such file$"):
         resolve_model(str(tmp_path / "nope.onnx"), 4)
+    with pytest.raises(ModelNotFound, match="percepual: no such model; did you mean perceptual\\?"):
+        resolve_model("percepual", 4)
+
+
+def test_a_model_file_at_another_scale_says_so():
+    up = Upscaler(str(tiny_onnx(2)), 4)
+    assert any("is an x2 model; bicubic does the rest up to x4 (-x 2 runs it" in w for w in up.warnings)
+    down = Upscaler(str(tiny_onnx(4)), 2)
+    assert any("is an x4 model; its output is downscaled to x2" in w for w in down.warnings)
 
 
 def test_tiled_upscaler_matches_untiled():
