@@ -333,6 +333,7 @@ def run_batch(
         for job, image in take(decoded):
             started = clock()
             account("waited_for_decode", started - ready)
+
             def on_tiles(done: int, total: int, job=job) -> None:
                 if total > 1:
                     emit("tiles", job, {"done": done, "total": total})
@@ -341,15 +342,15 @@ def run_batch(
                 out = upscaler.upscale(image, on_tiles=on_tiles)
             except Exception as exc:  # a model/engine failure on one image must not end the batch
                 fail(job, f"upscaling failed ({type(exc).__name__}: {exc})")
-                ready = clock()
-                continue
-            finally:
-                finished = clock()
-                account("inference_seconds", finished - started)
+                out = None
+            ready = clock()
+            account("inference_seconds", ready - started)
             del image
+            if out is None:
+                continue
             if not put(upscaled, (job, out)):
                 return
-            ready = clock()
+            finished, ready = ready, clock()
             account("waited_for_encode", ready - finished)
 
     def encode_worker() -> None:

@@ -133,10 +133,11 @@ def read_state_dict(path: str | Path) -> dict:
     return payload
 
 
-def load_community_model(path: str | Path) -> CommunityModel:
-    """Load a weights file: srtool's own model files, else any architecture spandrel recognises."""
+def load_community_model(path: str | Path, state: dict | None = None) -> CommunityModel:
+    """Load a weights file: srtool's own model files, else any architecture spandrel recognises.
+    ``state``: the file's :func:`read_state_dict`, when the caller has read it already."""
     path = Path(path)
-    state = read_state_dict(path)
+    state = state if state is not None else read_state_dict(path)
     sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
     if "config" in state and "state_dict" in state:  # srtool's save_model format
         return _own_model(path, state, sha256)

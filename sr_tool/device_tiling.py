@@ -67,11 +67,10 @@ class DeviceTiler(TiledRunner):
     def _fit_batch(self, batch: torch.Tensor) -> torch.Tensor:
         """Run a batch, padded at the bottom and right to the size rule (mirrored, then repeated)."""
         h, w = batch.shape[-2:]
-        pad_h, pad_w = self.size_rule.padding(h, w)
-        if pad_h or pad_w:
-            mirror_h, mirror_w = min(pad_h, h - 1), min(pad_w, w - 1)
+        (mirror_h, mirror_w), (repeat_h, repeat_w) = self.size_rule.mirror_then_repeat(h, w)
+        if mirror_h or mirror_w or repeat_h or repeat_w:
             batch = F.pad(batch, (0, mirror_w, 0, mirror_h), mode="reflect")
-            batch = F.pad(batch, (0, pad_w - mirror_w, 0, pad_h - mirror_h), mode="replicate")
+            batch = F.pad(batch, (0, repeat_w, 0, repeat_h), mode="replicate")
         if self.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         return self.model(batch)[..., : h * self.scale, : w * self.scale]

@@ -195,7 +195,8 @@ class TorchEngine:
         self.device = torch.device(device)
         self.on_gpu = self.device.type == "cuda"
         half, bf16 = True, True
-        if is_weights_file(self.path) and proto is None:
+        community = is_weights_file(self.path) and proto is None
+        if community:
             from sr_tool.community import load_community_model
 
             loaded = load_community_model(self.path)
@@ -227,7 +228,7 @@ class TorchEngine:
         self.model = model.to(self.device, self.dtype)
         # srtool's convolution-only networks run faster channels-last on GPUs; community ones may
         # reshape with view(), which needs the default layout.
-        self.channels_last = self.on_gpu and not is_weights_file(self.path)
+        self.channels_last = self.on_gpu and not community
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         if compile:  # one graph per tile shape; "reduce-overhead" replays it as a CUDA graph

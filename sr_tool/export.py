@@ -154,7 +154,7 @@ def export_model_file(
     source, onnx_path = Path(source), Path(onnx_path)
     payload = read_state_dict(source)
     if not ("config" in payload and "state_dict" in payload):
-        card = _export_weights_file(source, onnx_path, fp16=fp16, parity_image=parity_image)
+        card = _export_weights_file(source, payload, onnx_path, fp16=fp16, parity_image=parity_image)
     else:
         model, extra = load_model(source)
         shipped = fold(model)
@@ -181,12 +181,13 @@ def export_model_file(
     return onnx_path, card_path
 
 
-def _export_weights_file(source: Path, onnx_path: Path, *, fp16: bool, parity_image: torch.Tensor | None) -> dict:
+def _export_weights_file(source: Path, state: dict, onnx_path: Path, *, fp16: bool,
+                         parity_image: torch.Tensor | None) -> dict:  # fmt: skip
     """Export a community weights file; returns its card. The parity check runs two image sizes,
     neither the traced one, so a graph that kept the traced size fails it."""
     from sr_tool.community import load_community_model
 
-    loaded = load_community_model(source)
+    loaded = load_community_model(source, state)
     name = f"{source.name} ({loaded.description})"
     if fp16 and not loaded.supports_half:
         raise ExportError(f"{name}: this architecture does not run in fp16 (spandrel); export it without --fp16")

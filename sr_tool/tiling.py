@@ -60,6 +60,13 @@ class SizeRule:
             h = w = max(h, w)
         return h - height, w - width
 
+    def mirror_then_repeat(self, height: int, width: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        """The :meth:`padding` split into (rows, columns) mirrored and (rows, columns) repeated after
+        them: mirroring reaches at most one pixel short of the input's size."""
+        pad_h, pad_w = self.padding(height, width)
+        mirror_h, mirror_w = min(pad_h, height - 1), min(pad_w, width - 1)
+        return (mirror_h, mirror_w), (pad_h - mirror_h, pad_w - mirror_w)
+
     @property
     def tile_step(self) -> int:
         """Tile sizes and tile starts are multiples of this."""
@@ -75,12 +82,11 @@ def fit_to_rule(run_batch: BatchFn, rule: SizeRule, scale: int) -> BatchFn:
 
     def run(batch: np.ndarray) -> np.ndarray:
         h, w = batch.shape[-2:]
-        pad_h, pad_w = rule.padding(h, w)
-        if not (pad_h or pad_w):
+        (mirror_h, mirror_w), (repeat_h, repeat_w) = rule.mirror_then_repeat(h, w)
+        if not (mirror_h or mirror_w or repeat_h or repeat_w):
             return run_batch(batch)
-        mirror_h, mirror_w = min(pad_h, h - 1), min(pad_w, w - 1)
         padded = np.pad(batch, ((0, 0), (0, 0), (0, mirror_h), (0, mirror_w)), mode="reflect")
-        padded = np.pad(padded, ((0, 0), (0, 0), (0, pad_h - mirror_h), (0, pad_w - mirror_w)), mode="edge")
+        padded = np.pad(padded, ((0, 0), (0, 0), (0, repeat_h), (0, repeat_w)), mode="edge")
         return run_batch(np.ascontiguousarray(padded))[..., : h * scale, : w * scale]
 
     return run

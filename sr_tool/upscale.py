@@ -105,12 +105,12 @@ def list_user_models(models_dir: str | Path | None = None) -> list[dict]:
         entry = {"name": path.stem, "path": path, "scale": None, "architecture": None, "error": None}
         try:
             if path.suffix.lower() == ".onnx":
-                import onnx
+                from sr_tool.export import read_metadata
 
-                meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-                config = json.loads(meta.get("srtool.config", "{}"))
-                entry["scale"] = int(meta.get("srtool.scale", 0)) or None
-                entry["architecture"] = meta.get("srtool.architecture") or (f"srtool {config['arch']}" if "arch" in config else None)
+                meta = read_metadata(path)
+                config = json.loads(meta.get("config", "{}"))
+                entry["scale"] = int(meta.get("scale", 0)) or None
+                entry["architecture"] = meta.get("architecture") or (f"srtool {config['arch']}" if "arch" in config else None)
             else:
                 from sr_tool.community import load_community_model
 
