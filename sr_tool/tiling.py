@@ -132,6 +132,7 @@ def _ramp(length: int, start_inner: bool, end_inner: bool, pad: int, blend: int)
 
 
 TileProgress = Callable[[int, int], None]  # (tiles done, tiles in the image)
+Allocate = Callable[[int, int, int, np.dtype], np.ndarray]  # (height, width, channels, dtype) -> HxWxC
 
 
 class TiledRunner:
@@ -139,12 +140,13 @@ class TiledRunner:
 
     ``tile`` and the margins are in input pixels. ``batch_size`` tiles go to ``run_batch`` at once.
     ``size_rule``: what the model needs of its input (tile sizes and starts follow it, and inputs
-    that do not fit are padded).
+    that do not fit are padded). ``allocate(height, width, channels, dtype)`` makes the output array
+    (e.g. :func:`sr_tool.image_io.new_pixels`, which an encoder can take over without a copy).
     """
 
     def __init__(self, run_batch: BatchFn, scale: int, *, tile: int = 256, pad: int = 16, blend: int = 8,
                  batch_size: int = 4, min_tile: int = 32, in_channels: int = 3,
-                 size_rule: SizeRule = SizeRule()):  # fmt: skip
+                 size_rule: SizeRule = SizeRule(), allocate: Allocate | None = None):  # fmt: skip
         if pad < 0 or blend < 0:
             raise ValueError("pad and blend must be >= 0")
         self.run_batch = fit_to_rule(run_batch, size_rule, scale)
@@ -153,6 +155,7 @@ class TiledRunner:
         self.pad, self.blend = pad, blend
         self.batch_size = batch_size
         self.in_channels = in_channels
+        self.allocate = allocate or _empty
         step = size_rule.tile_step
         smallest = max(min_tile, 2 * pad + blend + step, size_rule.minimum)
         self.min_tile = -(-smallest // step) * step
@@ -195,16 +198,21 @@ class TiledRunner:
         plan = plan_tiles(h, w, self.tile, self.overlap, self.size_rule.align)
         th, tw = plan.tile_h, plan.tile_w
         col_w = [_ramp(tw * s, i > 0, i < len(plan.xs) - 1, self.pad * s, self.blend * s) for i in range(len(plan.xs))]
+        # Tiles form a full grid, so the blend weight of a pixel is (row weights summed over tile
+        # rows) x (column weights summed over tile columns): two vectors, not a weight plane.
+        col_sum = np.zeros(w * s, np.float32)
+        for x, cw in zip(plan.xs, col_w):
+            col_sum[x * s : (x + tw) * s] += cw[: w * s - x * s]
         # One band of accumulators, as tall as a tile row's output; it slides down the image.
         band_h = th * s
         out = acc = None
-        weight = np.zeros((band_h, w * s), np.float32)
+        weight = np.zeros(band_h, np.float32)  # row weights of the band
         band_top = 0
         for row, y in enumerate(plan.ys):
             top, bottom = y * s, min((y + th) * s, h * s)
             shift = top - band_top
             if shift > 0:  # rows above this tile row receive nothing more: finish them, slide the band
-                self._finish(out, acc[:, :shift], weight[:shift], band_top)
+                self._finish(out, acc[:, :shift], weight[:shift], col_sum, band_top)
                 keep = band_h - shift
                 # Slide up in chunks no taller than the shift: chunks never overlap their source, so
                 # numpy makes no band-sized temporary copy (it does for one overlapping assignment).
@@ -215,28 +223,28 @@ class TiledRunner:
                 band_top = top
             row_w = _ramp(th * s, row > 0, row < len(plan.ys) - 1, self.pad * s, self.blend * s)[: bottom - top]
             rows = slice(0, bottom - top)
+            weight[rows] += row_w
             for start, xs in _batches(plan.xs, tw, w, self.batch_size):
                 batch = np.stack([self._tile(image, y, x, th, tw) for x in xs]).astype(np.float32, copy=False)
                 results = self.run_batch(np.ascontiguousarray(batch))
                 if out is None:
                     c = results.shape[1]
-                    out = np.empty((h * s, w * s, c), dtype=out_dtype)
+                    out = self.allocate(h * s, w * s, c, out_dtype)
                     acc = np.zeros((c, band_h, w * s), np.float32)
                 for x, result, cw in zip(xs, results, col_w[start : start + len(xs)]):
                     left, right = x * s, min((x + tw) * s, w * s)
                     wt = row_w[:, None] * cw[None, : right - left]
                     acc[:, rows, left:right] += result[:, : bottom - top, : right - left] * wt
-                    weight[rows, left:right] += wt
                 del results
                 if on_tiles is not None:
                     on_tiles(row * len(plan.xs) + start + len(xs), len(plan.ys) * len(plan.xs))
-        self._finish(out, acc[:, : h * s - band_top], weight[: h * s - band_top], band_top)
+        self._finish(out, acc[:, : h * s - band_top], weight[: h * s - band_top], col_sum, band_top)
         return out
 
-    def _finish(self, out: np.ndarray, acc: np.ndarray, weight: np.ndarray, top: int) -> None:
+    def _finish(self, out: np.ndarray, acc: np.ndarray, row_sum: np.ndarray, col_sum: np.ndarray, top: int) -> None:
         """Normalise finished rows in place (no band-sized temporaries) and store them in ``out``."""
-        np.maximum(weight, 1e-12, out=weight)  # rows are finished: their weights are not needed again
-        np.divide(acc, weight[None], out=acc)
+        np.divide(acc, np.maximum(row_sum, 1e-12)[None, :, None], out=acc)
+        np.divide(acc, np.maximum(col_sum, 1e-12)[None, None, :], out=acc)
         if out.dtype != np.float32:
             peak = np.iinfo(out.dtype).max
             np.clip(acc, 0, 1, out=acc)
@@ -244,6 +252,10 @@ class TiledRunner:
             acc += 0.5
             np.floor(acc, out=acc)
         out[top : top + acc.shape[1]] = acc.transpose(1, 2, 0)  # casts to out's dtype
+
+
+def _empty(height: int, width: int, channels: int, dtype) -> np.ndarray:
+    return np.empty((height, width, channels), dtype)
 
 
 def _batches(xs: tuple[int, ...], tile: int, width: int, size: int):

@@ -21,7 +21,7 @@ import numpy as np
 
 from sr_tool.community import WEIGHT_SUFFIXES
 from sr_tool.engine import auto_tile, available_memory, make_engine
-from sr_tool.image_io import ImageInfo, LoadedImage, quantise, read_image, unit_float, write_image
+from sr_tool.image_io import ImageInfo, LoadedImage, new_pixels, quantise, read_image, unit_float, write_image
 from sr_tool.tiling import TiledRunner
 
 BUILTIN_MODELS = ("pixel", "msssim", "perceptual", "photo")
@@ -263,7 +263,8 @@ class Upscaler:
             self.warnings.append(f"{self.model_path.name}: {architecture} draws on wide context, so tiles may show; "
                                  f"tiles are {tile} px, --tile sets a larger size (memory permitting)")  # fmt: skip
         self.runner = TiledRunner(self.engine.run_batch, self.model_scale, tile=tile, pad=tiles.pad,
-                                  blend=tiles.blend, batch_size=batch, size_rule=self.engine.size_rule)  # fmt: skip
+                                  blend=tiles.blend, batch_size=batch, size_rule=self.engine.size_rule,
+                                  allocate=new_pixels)  # fmt: skip
         self.device_runner = None  # tiles cut, blended and quantised on the accelerator
         if tiles.on_device or (tiles.on_device is None and self.engine.on_gpu and _torch_cuda()):
             import torch

@@ -294,3 +294,28 @@ def test_big_jpeg_outputs_skip_the_optimize_pass_that_holds_every_coefficient():
 
     assert _save_options("JPEG", ImageInfo(), 90, 4000 * 3000)["optimize"] is True
     assert _save_options("JPEG", ImageInfo(), 90, OPTIMIZE_MAX_PIXELS + 1)["optimize"] is False
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp", ".tif"])
+def test_pixels_made_for_the_encoder_write_the_same_file(tmp_path, suffix):
+    from sr_tool.image_io import new_pixels
+
+    plain = np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    adoptable = new_pixels(37, 53, 3, np.uint8)
+    adoptable[:] = plain
+    assert adoptable.base.shape == (37, 53, 4)  # the layout Pillow takes over for JPEG without a copy
+    write_image(tmp_path / f"plain{suffix}", plain)
+    write_image(tmp_path / f"adopted{suffix}", adoptable)
+    assert (tmp_path / f"plain{suffix}").read_bytes() == (tmp_path / f"adopted{suffix}").read_bytes()
+
+
+def test_views_of_other_four_channel_arrays_keep_their_own_pixels(tmp_path):
+    from sr_tool.image_io import new_pixels
+
+    rgba = np.random.default_rng(1).integers(0, 256, (20, 30, 4), dtype=np.uint8)
+    cropped = new_pixels(20, 30, 3, np.uint8)
+    cropped[:] = rgba[:, :, :3]
+    for name, view in [("offset.png", rgba[:, :, 1:]), ("rows.png", cropped[5:12]), ("cols.png", cropped[:, 3:20])]:
+        write_image(tmp_path / name, view)
+        assert np.array_equal(np.asarray(Image.open(tmp_path / name)), view), name
+    assert new_pixels(4, 5, 3, np.uint16).shape == (4, 5, 3) and new_pixels(4, 5, 1, np.uint8).base is None

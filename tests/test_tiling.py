@@ -56,6 +56,18 @@ def test_quantised_output_matches_float_output():
     assert np.array_equal(as_uint8, np.floor(np.clip(as_float, 0, 1) * 255 + 0.5).astype(np.uint8))
 
 
+def test_output_array_comes_from_the_allocator_and_holds_the_same_pixels():
+    from sr_tool.image_io import new_pixels
+
+    path = tiny_onnx(2)
+    image = np.random.default_rng(2).integers(0, 256, (45, 70, 3), dtype=np.uint8)
+    plain = TiledRunner(OnnxEngine(path, "cpu").run_batch, 2, tile=32)(image, out_dtype=np.uint8)
+    runner = TiledRunner(OnnxEngine(path, "cpu").run_batch, 2, tile=32, allocate=new_pixels)
+    adopted = runner(image, out_dtype=np.uint8)
+    assert adopted.base is not None and adopted.base.shape == (90, 140, 4)
+    assert np.array_equal(adopted, plain)
+
+
 def test_gray_input_is_fed_as_three_channels():
     path = tiny_onnx(2)
     runner = TiledRunner(OnnxEngine(path, "cpu").run_batch, 2, tile=48)
