@@ -28,7 +28,11 @@ class _NoHelpMarker:
 
 
 class _Command(_NoHelpMarker, typer.core.TyperCommand):
-    pass
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for param in self.params:  # positionals: their metavar says what they are, not Python's "<list[str]>"
+            if isinstance(param, typer.core.TyperArgument):
+                param.display_type_rich = lambda ctx: None
 
 
 class _Group(_NoHelpMarker, typer.core.TyperGroup):

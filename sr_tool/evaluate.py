@@ -48,8 +48,8 @@ class Pair:
 class EvalRow:
     model: str
     image: str
-    psnr_y: float
-    ssim_y: float
+    psnr_y: float | None
+    ssim_y: float | None
     ms_ssim: float | None
     st_lpips: float | None
     artifact: float | None = None
@@ -186,8 +186,8 @@ def evaluate(
                 EvalRow(
                     model=name,
                     image=pair.name,
-                    psnr_y=float(psnr_y(sr, pair.hr, scale)),
-                    ssim_y=float(ssim_y(sr, pair.hr, scale)),
+                    psnr_y=float(psnr_y(sr, pair.hr, scale)) if "psnr_y" in metrics else None,
+                    ssim_y=float(ssim_y(sr, pair.hr, scale)) if "ssim_y" in metrics else None,
                     ms_ssim=float(ms_ssim_rgb(sr, pair.hr, scale)) if "ms_ssim" in metrics and scored_side >= 11 else None,
                     st_lpips=deep.get("st_lpips"),
                     artifact=float(spectral_excess(sr, pair.hr, scale)) if "artifact" in metrics else None,

@@ -71,7 +71,9 @@ def test_help_shows_value_names_not_type_markers():
         options = [line for line in text.splitlines() if re.search(r"│\s+(\*\s+)?--", line)]
         assert len(options) >= len([p for p in command.params if p.param_type_name == "option"]), name
         assert any("--help" in line for line in options), name  # Typer's own option is checked too
-        markers = [line.strip() for line in options if re.search(r"<(bool|str|int|float|list\[[a-z]+\])>", line)]
+        arguments = [line for line in text.splitlines() if re.search(r"│\s+(\*\s+)?[A-Z]+\s", line)]
+        assert len(arguments) >= len([p for p in command.params if p.param_type_name == "argument"]), name
+        markers = [line.strip() for line in options + arguments if re.search(r"<(bool|str|int|float|list\[[a-z]+\])>", line)]
         assert not markers, (name, markers)
     upscale_help = runner.invoke(app, ["upscale", "--help"], env={"COLUMNS": "200"}).output
     assert all(f"─ {panel} ─" in upscale_help for panel in ("Outputs", "Inputs", "Hardware"))

@@ -49,9 +49,10 @@ def test_eval_cli_writes_csv_table_and_comparison(tmp_path, data_dir):
     result = runner.invoke(app, ["eval", "--model", str(tiny_onnx(2)), "--data", str(folder), "-x", "2", "--csv",
                                  str(tmp_path / "v.csv"), "--metrics", "psnr_y,st_lpips_vgg", "--device", "cpu"])  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "ST-LPIPS-VGG" in result.output
+    assert "ST-LPIPS-VGG" in result.output and "SSIM" not in result.output  # only what was asked for
     rows = list(csv.DictReader(open(tmp_path / "v.csv")))
-    assert all(float(r["st_lpips_vgg"]) >= 0 and r["st_lpips"] == "" and r["ssim_y"] for r in rows)
+    assert all(float(r["st_lpips_vgg"]) >= 0 and float(r["psnr_y"]) > 10 for r in rows)
+    assert all(r["st_lpips"] == r["ssim_y"] == r["ms_ssim"] == "" for r in rows)
 
 
 def test_bench_cli_times_each_engine_and_tile():
