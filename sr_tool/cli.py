@@ -531,10 +531,11 @@ def train(
     num_nodes: Annotated[int | None, Opt(metavar="N", help="Machines (default: 1).", rich_help_panel=_HARDWARE)] = None,
     strategy: Annotated[str | None, Opt(metavar="NAME", help="auto, ddp, ddp_spawn, ... (default: auto).", rich_help_panel=_HARDWARE)] = None,
 ) -> None:
-    """Train an upscaler with Lightning; ends with model.onnx, its card model.json and model.pt in --out."""
+    """Train an upscaler with Lightning; ends with model.onnx, its card model.json and model.pt in --out.
+    SIGTERM or Ctrl-C saves the step reached (exit code 130): the same command with --resume continues."""
     import logging
 
-    from sr_tool.training import TrainConfig, TrainingError
+    from sr_tool.training import TrainConfig, TrainingError, TrainingInterrupted
     from sr_tool.training import train as run_training
 
     settings: dict = {}
@@ -561,6 +562,9 @@ def train(
         if not cfg.train_dirs:
             raise ValueError("no training data: give --data FOLDER or a --config recipe with train_dirs")
         result = run_training(cfg)
+    except TrainingInterrupted as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(130) from None
     except (ValueError, TrainingError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2 if isinstance(err, ValueError) else 1) from None

@@ -266,9 +266,19 @@ class SRDataModule(pl.LightningDataModule):
             persistent_workers=False,
             pin_memory=torch.cuda.is_available(),
             drop_last=True,
+            worker_init_fn=_leave_stops_to_the_trainer,
         )
 
     def val_dataloader(self):
         if not self.val_set:
             return []
         return DataLoader(self.val_set, batch_size=1, num_workers=0)
+
+
+def _leave_stops_to_the_trainer(worker_id: int) -> None:
+    """A scheduler's SIGTERM (or Ctrl-C) reaches the loader's workers too; they ignore it, so the
+    trainer saves a checkpoint and shuts them down instead of failing on a dead worker."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -48,6 +48,14 @@ class TrainingError(RuntimeError):
     """Training stopped; the message says why and what was kept."""
 
 
+class TrainingInterrupted(TrainingError):
+    """Training was stopped from outside (SIGTERM, Ctrl-C) after saving a checkpoint to resume from."""
+
+    def __init__(self, step: int, checkpoint: Path):
+        super().__init__(f"stopped at step {step}; saved {checkpoint} (continue with the same command and --resume)")
+        self.step, self.checkpoint = step, checkpoint
+
+
 @dataclass
 class TrainConfig:
     train_dirs: list[str] = field(default_factory=list)
@@ -279,6 +287,20 @@ class SRLightningModule(pl.LightningModule):
                 torch.cuda.set_rng_state_all(rng["cuda"])
 
 
+class SaveOnStop(pl.Callback):
+    """On SIGTERM or Ctrl-C, save the training state to ``path`` (then ``--resume`` continues from
+    the step reached). Other errors save nothing: their state may be what went wrong."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_exception(self, trainer, pl_module, exception):
+        from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+        if isinstance(exception, (SIGTERMException, KeyboardInterrupt)) and trainer.global_step > 0:
+            trainer.save_checkpoint(str(self.path), weights_only=False)  # the full state: --resume needs it
+
+
 class TimeBudget(pl.Callback):
     """Fits ``max_steps`` to a wall-time budget, so that the learning-rate schedule runs to its end.
 
@@ -466,7 +488,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
         precision=_precision(cfg),
         gradient_clip_val=cfg.grad_clip or None,
         logger=_loggers(out_dir),
-        callbacks=[*checkpoints, LearningRateMonitor(logging_interval="step"), *callbacks],
+        callbacks=[*checkpoints, SaveOnStop(last), LearningRateMonitor(logging_interval="step"), *callbacks],
         default_root_dir=str(out_dir),
         num_sanity_val_steps=0,
         log_every_n_steps=min(50, cfg.steps_per_epoch),
@@ -477,6 +499,10 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
             for message in _EXPECTED_WARNINGS:
                 warnings.filterwarnings("ignore", message=message)
             trainer.fit(module, datamodule=data, ckpt_path=str(last) if cfg.resume else None)
+    except SystemExit:  # Lightning's answer to SIGTERM and Ctrl-C, after SaveOnStop has run
+        if not trainer.interrupted:
+            raise
+        raise TrainingInterrupted(trainer.global_step, last) from None
     except NonFiniteLossError as err:
         kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was saved yet"
         raise TrainingError(f"{err}; training stopped, {kept}") from None

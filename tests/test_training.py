@@ -156,6 +156,44 @@ def test_time_budget_fits_whole_epochs_and_the_schedule(folders, tmp_path):
     assert ckpt["global_step"] % 10 == 0 and ckpt["global_step"] == ckpt["hyper_parameters"]["train_config"]["max_steps"]
 
 
+class StopSignalAtStep(pl.Callback):
+    """A scheduler's SIGTERM at step ``step`` (Lightning's handler flags the trainer; it stops after the step)."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            import os
+            import signal
+
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_a_stop_signal_saves_the_step_reached_and_resume_finishes(folders, tmp_path):
+    from sr_tool.training import TrainingInterrupted
+
+    settings = dict(max_steps=20, steps_per_epoch=10)
+    with pytest.raises(TrainingInterrupted, match="--resume") as stopped:
+        train(_cfg(folders, tmp_path / "run", **settings), callbacks=[StopSignalAtStep(13)])
+    last = tmp_path / "run/checkpoints/last.ckpt"
+    assert stopped.value.checkpoint == last and stopped.value.step >= 13  # mid-epoch, past the epoch's save at 10
+    assert torch.load(last, weights_only=True)["global_step"] == stopped.value.step
+    train(_cfg(folders, tmp_path / "run", resume=True, **settings))
+    assert torch.load(last, weights_only=True)["global_step"] == 20
+
+    with pytest.raises(Crash):  # any other error keeps the last good checkpoint as it was
+        train(_cfg(folders, tmp_path / "crash", **settings), callbacks=[CrashAtStep(13)])
+    assert torch.load(tmp_path / "crash/checkpoints/last.ckpt", weights_only=True)["global_step"] == 10
+
+
+def test_data_workers_leave_stop_signals_to_the_trainer():
+    code = ("import os, signal, time; from sr_tool.data import _leave_stops_to_the_trainer as f; f(0); "
+            "os.kill(os.getpid(), signal.SIGTERM); os.kill(os.getpid(), signal.SIGINT); time.sleep(0.2); print('alive')")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "alive"
+
+
 def test_resume_without_checkpoint_is_a_clear_error(folders, tmp_path):
     with pytest.raises(TrainingError, match="no checkpoint to resume"):
         train(_cfg(folders, tmp_path / "none", resume=True))
