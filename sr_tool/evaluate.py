@@ -201,6 +201,21 @@ def evaluate(
     return rows, outputs
 
 
+def upscale_region(upscaler, lr: LoadedImage, x: int, y: int, size: int, context: int = 8) -> np.ndarray:
+    """The ``size`` x ``size`` output crop whose top-left is (x, y) in output pixels, made from the
+    LR region under it plus ``context`` LR pixels each side (less at image borders), as a tile sees
+    it: a quick look at part of a big image. Returns HxWxC samples as the upscaler writes them."""
+    if upscaler.scale != int(upscaler.scale):
+        raise ValueError(f"upscale_region needs a whole-number scale, not {upscaler.scale:g}")
+    scale = int(upscaler.scale)
+    lx, ly = x // scale, y // scale
+    x0, y0 = max(lx - context, 0), max(ly - context, 0)
+    part = lr.pixels[..., y0 : ly + -(-size // scale) + context, x0 : lx + -(-size // scale) + context]
+    out = upscaler.upscale(LoadedImage.from_tensors(part, None, lr.info)).pixels
+    ox, oy = x - x0 * scale, y - y0 * scale
+    return out[oy : oy + size, ox : ox + size]
+
+
 def summarise(rows: Sequence[EvalRow]) -> dict[str, dict[str, float | None]]:
     """Mean of each metric per model (in first-seen model order); the median for ``artifact``."""
     table: dict[str, dict[str, float | None]] = {}

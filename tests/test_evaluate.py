@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 from helpers import tiny_onnx
 from sr_tool.cli import app
 from sr_tool.evaluate import evaluate, judges_trained_on, load_pairs, most_different_box, summarise
+from sr_tool.image_io import read_image
 from sr_tool.upscale import Upscaler
 
 runner = CliRunner()
@@ -209,3 +210,17 @@ def test_default_csv_names_say_which_lr_was_scored(tmp_path, data_dir, monkeypat
                                      "--metrics", "psnr_y", "--device", "cpu", *extra])  # fmt: skip
         assert result.exit_code == 0, result.output
     assert sorted(p.name for p in tmp_path.glob("eval_*.csv")) == ["eval_set-jpeg40_x2.csv", "eval_set_x2.csv"]
+
+
+def test_upscale_region_matches_the_whole_image_output_there(data_dir):
+    from sr_tool.evaluate import upscale_region
+
+    up = Upscaler(str(tiny_onnx(2)), 2, device="cpu")
+    lr = read_image(data_dir / "Set5" / "HR" / "bird.png")
+    whole = up.upscale(lr).pixels
+    for x, y, size in [(100, 60, 64), (0, 0, 40), (whole.shape[1] - 30, whole.shape[0] - 30, 30), (33, 17, 21)]:
+        region = upscale_region(up, lr, x, y, size)
+        assert region.shape == (size, size, 3), (x, y)
+        assert np.abs(region.astype(int) - whole[y : y + size, x : x + size]).max() <= 1, (x, y)
+    with pytest.raises(ValueError, match="whole-number"):
+        upscale_region(Upscaler("bicubic", 1.5), lr, 0, 0, 8)

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sr_tool.image_io import LoadedImage, read_image, to_tensor
+from sr_tool.evaluate import upscale_region
+from sr_tool.image_io import read_image, to_tensor
 from sr_tool.losses import loss_networks
 from sr_tool.metrics import ARTIFACT_THRESHOLD, psnr_y, spectral_excess
 from sr_tool.upscale import Upscaler, list_builtin_models, shipped_models_dir
@@ -77,12 +78,7 @@ def _model_crop_excess(model: str, scale: int) -> tuple[float, ...]:
     for path in CROSSHATCH:
         stem, x, y = _crop_box(path)
         lr = read_image(DATA / "BSD100" / "LR_bicubic" / f"X{scale}" / f"{stem}x{scale}.png")
-        lx, ly, pad = x // scale, y // scale, 8
-        x0, y0 = max(lx - pad, 0), max(ly - pad, 0)
-        part = LoadedImage.from_tensors(lr.pixels[..., y0 : ly + 320 // scale + pad, x0 : lx + 320 // scale + pad], None, lr.info)
-        out = up.upscale(part).pixels
-        ox, oy = (lx - x0) * scale, (ly - y0) * scale
-        values.append(_excess(out[oy : oy + 320, ox : ox + 320], _hr_crop(path, scale)))
+        values.append(_excess(upscale_region(up, lr, x, y, 320), _hr_crop(path, scale)))
     return tuple(values)
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sr_tool.image_io import LoadedImage, read_image, to_tensor
+from sr_tool.evaluate import upscale_region
+from sr_tool.image_io import read_image, to_tensor
 from sr_tool.losses.deep import load_st_lpips
 from sr_tool.metrics import ARTIFACT_THRESHOLD, deep_distance, psnr_y, spectral_excess
 from sr_tool.upscale import Upscaler
@@ -39,12 +40,7 @@ def crop_outputs(model: str, scale: int, data: Path) -> list[tuple[np.ndarray, n
             pairs.append((read_image(path).array, hr))
             continue
         lr = read_image(data / "BSD100" / "LR_bicubic" / f"X{scale}" / f"{stem}x{scale}.png")
-        lx, ly = x // scale, y // scale
-        x0, y0 = max(lx - CONTEXT, 0), max(ly - CONTEXT, 0)
-        part = lr.pixels[..., y0 : ly + SIDE // scale + CONTEXT, x0 : lx + SIDE // scale + CONTEXT]
-        out = up.upscale(LoadedImage.from_tensors(part, None, lr.info)).pixels
-        ox, oy = (lx - x0) * scale, (ly - y0) * scale
-        pairs.append((out[oy : oy + SIDE, ox : ox + SIDE], hr))
+        pairs.append((upscale_region(up, lr, x, y, SIDE, CONTEXT), hr))
     return pairs
 
 
