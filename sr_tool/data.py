@@ -276,9 +276,12 @@ class SRDataModule(pl.LightningDataModule):
 
 
 def _leave_stops_to_the_trainer(worker_id: int) -> None:
-    """A scheduler's SIGTERM (or Ctrl-C) reaches the loader's workers too; they ignore it, so the
-    trainer saves a checkpoint and shuts them down instead of failing on a dead worker."""
+    """A scheduler's SIGTERM or a Ctrl-C reaches the loader's workers too. Ctrl-C they ignore: the
+    trainer stops and shuts them down. On SIGTERM they exit quietly (a worker killed by a signal makes
+    the trainer fail at once, wherever it is), and the trainer, told by the same signal, notices the
+    missing worker when it fetches the next batch: between steps, where its state can be saved."""
+    import os
     import signal
 
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))

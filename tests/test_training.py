@@ -187,11 +187,30 @@ def test_a_stop_signal_saves_the_step_reached_and_resume_finishes(folders, tmp_p
     assert torch.load(tmp_path / "crash/checkpoints/last.ckpt", weights_only=True)["global_step"] == 10
 
 
-def test_data_workers_leave_stop_signals_to_the_trainer():
+def test_data_workers_ignore_ctrl_c_and_end_quietly_on_sigterm():
     code = ("import os, signal, time; from sr_tool.data import _leave_stops_to_the_trainer as f; f(0); "
-            "os.kill(os.getpid(), signal.SIGTERM); os.kill(os.getpid(), signal.SIGINT); time.sleep(0.2); print('alive')")  # fmt: skip
+            "os.kill(os.getpid(), signal.SIGINT); time.sleep(0.2); print('alive', flush=True); "
+            "os.kill(os.getpid(), signal.SIGTERM); time.sleep(5); print('still here')")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0 and out.stdout.strip() == "alive"
+    assert out.returncode == 0 and out.stdout.split() == ["alive"]  # exit 0: the trainer is not failed at once
+
+
+class StopSignalThenWorkerGone(StopSignalAtStep):
+    """SIGTERM, then the error a data loader raises when the same signal has ended its worker."""
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        super().on_train_batch_start(trainer, module, batch, batch_idx)
+        if trainer.global_step == self.step:
+            raise RuntimeError("DataLoader worker (pid(s) 1234) exited unexpectedly")
+
+
+def test_a_stop_signal_that_also_ended_a_data_worker_still_saves(folders, tmp_path):
+    from sr_tool.training import TrainingInterrupted
+
+    with pytest.raises(TrainingInterrupted) as stopped:
+        train(_cfg(folders, tmp_path / "run", max_steps=20, steps_per_epoch=10), callbacks=[StopSignalThenWorkerGone(13)])
+    assert stopped.value.step == 13
+    assert torch.load(tmp_path / "run/checkpoints/last.ckpt", weights_only=True)["global_step"] == 13
 
 
 def test_resume_without_checkpoint_is_a_clear_error(folders, tmp_path):
