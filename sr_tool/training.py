@@ -166,7 +166,8 @@ class SRLightningModule(pl.LightningModule):
         self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
         self.loss = build_loss(cfg.loss, cfg.lpips_backbone)
         self.strict_loading = False  # frozen loss networks are not stored in checkpoints
-        self._forward = torch.compile(self.model) if cfg.compile else self.model
+        # Not a submodule (it is self.model, maybe compiled): checkpoints would hold the weights twice.
+        self.__dict__["_forward"] = torch.compile(self.model) if cfg.compile else self.model
         self.__dict__["_st_lpips"] = None  # a metric, not a submodule: kept out of checkpoints
         self._wall_before = 0.0  # training time of earlier runs this one resumed, for model cards
         self._fit_started = time.time()
@@ -208,6 +209,8 @@ class SRLightningModule(pl.LightningModule):
         self.log("train/loss", loss, prog_bar=True)
         if len(self.loss.last_terms) > 1:
             self.log_dict({f"train/{k}": v for k, v in self.loss.last_terms.items()})
+        for name, term in self.loss.trained_terms.items():
+            self.log(f"train/{name.split('.', 1)[1]}-discriminator", term.last_discriminator_loss)
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
@@ -269,7 +272,11 @@ class SRLightningModule(pl.LightningModule):
             "wall_time_s": round(self._wall_before + time.time() - self._fit_started, 1),
             "train_images": len(datamodule.train_set.sources) if datamodule and datamodule.train_set else None,
         }
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("loss.")}
+        # Frozen loss networks are rebuilt from their files; trained ones (a discriminator) are kept.
+        trained = tuple(f"loss.terms.{name.split('.')[0]}." for name in self.loss.trained_terms)
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items()
+                                    if not k.startswith("loss.") or k.startswith(trained)}  # fmt: skip
+        checkpoint["srtool_loss_optimizers"] = {name: t.optimizer_state() for name, t in self.loss.trained_terms.items()}
         metrics = self.trainer.callback_metrics if self._trainer is not None else {}
         checkpoint["srtool_val"] = {k: float(v) for k, v in metrics.items() if k.startswith("val/")}
         checkpoint["srtool_rng"] = {"torch": torch.get_rng_state(), "python": random.getstate()}
@@ -278,6 +285,9 @@ class SRLightningModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint):
         _as_epoch_boundary(checkpoint)
+        for name, state in checkpoint.get("srtool_loss_optimizers", {}).items():
+            if name in self.loss.trained_terms:
+                self.loss.trained_terms[name].load_optimizer_state(state)
         self._wall_before = checkpoint.get("srtool_meta", {}).get("wall_time_s", 0.0)
         rng = checkpoint.get("srtool_rng")
         if rng:
@@ -297,7 +307,8 @@ class SaveOnStop(pl.Callback):
     def on_exception(self, trainer, pl_module, exception):
         from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-        if isinstance(exception, (SIGTERMException, KeyboardInterrupt)) and trainer.global_step > 0:
+        stopped = isinstance(exception, (SIGTERMException, KeyboardInterrupt)) or trainer.received_sigterm
+        if stopped and trainer.global_step > 0:  # received_sigterm: e.g. a worker that the same SIGTERM ended
             trainer.save_checkpoint(str(self.path), weights_only=False)  # the full state: --resume needs it
 
 
@@ -494,6 +505,9 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
         log_every_n_steps=min(50, cfg.steps_per_epoch),
         enable_model_summary=False,
     )
+    if trainer.world_size > 1 and module.loss.trained_terms:
+        raise TrainingError("the gan loss trains on one device for now: its discriminator would differ between "
+                            "processes (use --devices 1)")  # fmt: skip
     try:
         with warnings.catch_warnings():
             for message in _EXPECTED_WARNINGS:
@@ -506,6 +520,10 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
     except NonFiniteLossError as err:
         kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was saved yet"
         raise TrainingError(f"{err}; training stopped, {kept}") from None
+    except Exception:
+        if trainer.received_sigterm and last.is_file():  # e.g. a data worker that the same SIGTERM ended
+            raise TrainingInterrupted(trainer.global_step, last) from None
+        raise
 
     best = Path(checkpoints[-1].best_model_path) if monitor and checkpoints[-1].best_model_path else None
     result = TrainResult(out_dir, best, last if last.is_file() else None, None, None, None, {})

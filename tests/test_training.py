@@ -467,3 +467,18 @@ def test_a_short_run_validates_writes_a_best_checkpoint_and_no_advertisement(fol
     assert '"val/psnr_y"' in result.card.read_text()
     assert "GPU available" in caplog.text  # Lightning's own news is logged ...
     assert "litlogger" not in caplog.text.lower()  # ... and its advertisement is not
+
+
+def test_a_gan_run_keeps_its_discriminator_across_a_resume(folders, tmp_path):
+    settings = dict(max_steps=20, steps_per_epoch=10, loss="l1+0.01*gan", init=None)
+    train(_cfg(folders, tmp_path / "straight", **settings))
+    with pytest.raises(Crash):
+        train(_cfg(folders, tmp_path / "resumed", **settings), callbacks=[CrashAtStep(10)])
+    train(_cfg(folders, tmp_path / "resumed", resume=True, **settings))
+    a = torch.load(tmp_path / "straight/checkpoints/last.ckpt", weights_only=True)
+    b = torch.load(tmp_path / "resumed/checkpoints/last.ckpt", weights_only=True)
+    discriminator = [k for k in a["state_dict"] if ".discriminator." in k]
+    assert discriminator and all(k.startswith(("model.", "ema.", "loss.terms.1.")) for k in a["state_dict"])
+    for key, value in a["state_dict"].items():  # upscaler, EMA and discriminator
+        assert torch.allclose(value, b["state_dict"][key], atol=1e-5), key
+    assert a["srtool_loss_optimizers"]["1.gan"]["state"][0]["step"] == b["srtool_loss_optimizers"]["1.gan"]["state"][0]["step"] == 20

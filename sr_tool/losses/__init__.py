@@ -34,6 +34,12 @@ def _deep(kind: str, net: str) -> Callable[..., nn.Module]:
     return make
 
 
+def _adversarial() -> nn.Module:
+    from sr_tool.losses.adversarial import AdversarialLoss
+
+    return AdversarialLoss()
+
+
 #: The one registry of loss names. Every module takes (pred, target), NxCxHxW in [0, 1].
 LOSSES: dict[str, Callable[[], nn.Module]] = {
     "l1": L1Loss,
@@ -52,6 +58,8 @@ LOSSES: dict[str, Callable[[], nn.Module]] = {
     "elpips-vgg": _deep("elpips", "vgg"),
     "lpips-alex": _deep("lpips", "alex"),
     "lpips-vgg": _deep("lpips", "vgg"),
+    # a patch discriminator trained alongside: sees arrangement, which energy-based losses cannot
+    "gan": _adversarial,
 }
 
 #: The deep network each deep-feature loss trains on. A judge (an eval metric) that uses the same
@@ -107,6 +115,12 @@ class WeightedLoss(nn.Module):
             LOSSES[n](backbone_weights=lpips_backbone) if n.startswith("lpips-") else LOSSES[n]() for n in self.names
         )
         self.last_terms: dict[str, torch.Tensor] = {}
+
+    @property
+    def trained_terms(self) -> dict[str, nn.Module]:
+        """Terms with state of their own that training changes (a discriminator and its optimiser),
+        by their index and name, e.g. ``{"2.gan": AdversarialLoss}``: checkpoints keep them."""
+        return {f"{i}.{n}": t for i, (n, t) in enumerate(zip(self.names, self.terms)) if hasattr(t, "optimizer_state")}
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         total = pred.new_zeros(())
