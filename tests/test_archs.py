@@ -109,9 +109,18 @@ def test_unfolding_a_shipped_model_continues_the_same_function():
         assert (fresh(x) - folded(x)).abs().max() < 1e-5
 
 
-def test_a_new_efficient_model_starts_near_the_nearest_neighbour_upscale():
-    # Zero-initialised residual branches: no explosion through the blocks at initialisation.
-    model = build_model(preset_config("rep-l", 4)).eval()
+@pytest.mark.parametrize("preset", ["rep-tiny", "rep-s", "rep-l"])
+def test_a_new_efficient_model_starts_as_the_nearest_neighbour_upscale_and_learns(preset):
+    # A random last layer started rep-tiny ~1.0 away from it: 14 dB on validation after 60 steps.
+    model = build_model(preset_config(preset, 4))
+    image = read_image("examples/zebra.png").pixels[..., :48, :48]
     with torch.no_grad():
-        out = model(read_image("examples/zebra.png").pixels)
-    assert out.abs().max() < 20
+        assert torch.equal(model(image), image.repeat_interleave(4, dim=2).repeat_interleave(4, dim=3))
+    body = [p.detach().clone() for p in model.body.parameters()]
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+    target = torch.nn.functional.interpolate(image, scale_factor=4, mode="bicubic", align_corners=False)
+    for _ in range(3):  # the last layer moves first; then the gradient reaches the body
+        optimiser.zero_grad()
+        (model(image) - target).abs().mean().backward()
+        optimiser.step()
+    assert any(not torch.equal(a, b) for a, b in zip(body, model.body.parameters()))

@@ -65,6 +65,15 @@ class RepConv(nn.Module):
         return out + x if self.identity else out
 
     @torch.no_grad()
+    def zero_(self) -> RepConv:
+        """Make every learned branch zero (the identity branch, if any, stays)."""
+        for conv in (self.conv3, self.conv1, self.expand_out):
+            if conv is not None:
+                conv.weight.zero_()
+                conv.bias.zero_()
+        return self
+
+    @torch.no_grad()
     def folded(self) -> nn.Conv2d:
         weight = self.conv3.weight + F.pad(self.conv1.weight, (1, 1, 1, 1))
         bias = self.conv3.bias + self.conv1.bias
@@ -94,10 +103,7 @@ class RepBlock(nn.Module):
         # per block (64x over six blocks at initialisation).
         self.conv1, self.act, self.conv2 = _conv(config, c, c), nn.PReLU(c), _conv(config, c, c, identity=False)
         if isinstance(self.conv2, RepConv):  # start as the identity (zero-initialised residual branch)
-            for conv in (self.conv2.conv3, self.conv2.conv1, self.conv2.expand_out):
-                if conv is not None:
-                    nn.init.zeros_(conv.weight)
-                    nn.init.zeros_(conv.bias)
+            self.conv2.zero_()
 
     def forward(self, x):
         return x + self.conv2(self.act(self.conv1(x)))
@@ -112,6 +118,10 @@ class RepResNet(nn.Module):
         self.body = nn.Sequential(*(RepBlock(config) for _ in range(config.blocks)))
         self.body_tail = _conv(config, c, c)
         self.to_pixels = _conv(config, c, n * s * s)
+        if isinstance(self.to_pixels, RepConv):
+            # Start as the nearest-neighbour skip alone: a random last layer put the first outputs
+            # about 1.0 (of a 0..1 range) away from it, far below bicubic for hundreds of steps.
+            self.to_pixels.zero_()
         self.shuffle = nn.PixelShuffle(s)
 
     @property
