@@ -189,11 +189,18 @@ class EpochSampler(Sampler[int]):
         return self.n
 
 
+#: The smallest side, after the scale's border is shaved, that every validation metric takes
+#: (ST-LPIPS's deepest features need it).
+VAL_MIN_SIDE = 24
+
+
 class ValidationDataset(Dataset):
     """Whole HR images (mod-cropped to the scale), one per item; LR is made by the module."""
 
     def __init__(self, files: Sequence[Path], scale: int):
         self.items = []
+        smallest = VAL_MIN_SIDE + 2 * scale  # the metrics shave `scale` pixels off each border
+        small = []
         for path in files:
             try:
                 pixels = read_image(path).pixels
@@ -202,7 +209,13 @@ class ValidationDataset(Dataset):
                 continue
             pixels = pixels.expand(-1, 3, -1, -1) if pixels.shape[1] == 1 else pixels
             h, w = pixels.shape[-2:]
+            if min(h - h % scale, w - w % scale) < smallest:
+                small.append(path.name)
+                continue
             self.items.append((path.name, pixels[0, :, : h - h % scale, : w - w % scale].contiguous()))
+        if small:
+            log.warning("skipping %d validation images smaller than %d px (the validation metrics need it): %s",
+                        len(small), smallest, ", ".join(small[:5]) + (" ..." if len(small) > 5 else ""))  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.items)

@@ -477,7 +477,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
     data.setup("fit")  # data errors surface here, before any process is spawned
     callbacks = [*(callbacks or []), *([budget] if budget else [])]
     module = SRLightningModule(cfg)
-    monitor = f"val/{cfg.monitor}" if cfg.val_dirs else None
+    monitor = f"val/{cfg.monitor}" if data.val_set else None  # none: no validation images, or none usable
     # Both at the epoch's end, after its validation: a clean epoch boundary that resumes exactly
     # (a save at validation end looks mid-epoch to Lightning's loop restore). Two callbacks because
     # Lightning 2.6 writes save_last=True's file only when a top-k file was written at that step.

@@ -482,3 +482,19 @@ def test_a_gan_run_keeps_its_discriminator_across_a_resume(folders, tmp_path):
     for key, value in a["state_dict"].items():  # upscaler, EMA and discriminator
         assert torch.allclose(value, b["state_dict"][key], atol=1e-5), key
     assert a["srtool_loss_optimizers"]["1.gan"]["state"][0]["step"] == b["srtool_loss_optimizers"]["1.gan"]["state"][0]["step"] == 20
+
+
+def test_validation_images_too_small_for_the_metrics_are_skipped_with_a_warning(folders, tmp_path, caplog):
+    from PIL import Image
+
+    mixed, tiny_only = tmp_path / "mixed", tmp_path / "tiny"
+    shutil.copytree(folders / "val", mixed)
+    tiny_only.mkdir()
+    for folder in (mixed, tiny_only):
+        Image.new("RGB", (20, 20), "gray").save(folder / "speck.png")
+    with caplog.at_level("WARNING"):
+        train(_cfg(folders, tmp_path / "a", val_dirs=[str(mixed)], max_steps=4, steps_per_epoch=1000))
+        result = train(_cfg(folders, tmp_path / "b", val_dirs=[str(tiny_only)], max_steps=4, steps_per_epoch=1000))
+    assert caplog.text.count("skipping 1 validation images smaller than 28 px") == 2 and "speck.png" in caplog.text
+    assert list((tmp_path / "a" / "checkpoints").glob("best-*.ckpt"))  # validated on the usable images
+    assert result.last_checkpoint.is_file() and not list((tmp_path / "b" / "checkpoints").glob("best-*.ckpt"))
