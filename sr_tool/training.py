@@ -448,6 +448,30 @@ def _loggers(out_dir: Path):
     return loggers
 
 
+#: What a run trains, and how: a resumed run keeps these (hardware, data workers, the time budget
+#: and the data folders may change).
+RUN_SETTINGS = ("preset", "scale", "loss", "lpips_backbone", "patch_size", "batch_size", "steps_per_epoch", "lr",
+                "schedule", "warmup_steps", "min_lr_ratio", "step_milestones", "step_gamma", "ema_decay",
+                "grad_clip", "monitor", "seed", "degradations")  # fmt: skip
+
+
+def _check_resumable(cfg: TrainConfig, last: Path) -> None:
+    """Refuse (ValueError) a resume that would quietly train something else than the run, and card it
+    wrongly, or that would do nothing."""
+    ckpt = torch.load(last, map_location="cpu", weights_only=True)
+    was = ckpt.get("hyper_parameters", {}).get("train_config", {})
+    changed = [f"{key} {getattr(cfg, key)!r} (the run's: {was[key]!r})" for key in RUN_SETTINGS
+               if key in was and getattr(cfg, key) != was[key]]  # fmt: skip
+    fresh = f"start a new run from its weights: --init {last} --out NEW_FOLDER"
+    if changed:
+        raise ValueError(f"--resume continues {cfg.out_dir} with its own settings, and these differ: "
+                            f"{'; '.join(changed)}. Give the run's settings, or {fresh}")  # fmt: skip
+    step, planned = ckpt.get("global_step", 0), was.get("max_steps", 0)
+    if step >= planned > 0:
+        raise ValueError(f"--resume: {cfg.out_dir} is finished (step {step} of {planned}); to train it further, {fresh} "
+                            f"(with a learning-rate schedule of its own)")  # fmt: skip
+
+
 def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
     """Train, then (on rank 0) export ONNX + model.pt + a model card into ``cfg.out_dir``."""
     from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
@@ -459,7 +483,9 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
     ckpt_dir = out_dir / "checkpoints"
     last = ckpt_dir / "last.ckpt"
     if cfg.resume and not last.is_file():
-        raise TrainingError(f"--resume: no checkpoint to resume at {last}")
+        raise ValueError(f"--resume: no checkpoint to resume at {last}")
+    if cfg.resume:
+        _check_resumable(cfg, last)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
     data = SRDataModule(

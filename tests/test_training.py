@@ -214,7 +214,7 @@ def test_a_stop_signal_that_also_ended_a_data_worker_still_saves(folders, tmp_pa
 
 
 def test_resume_without_checkpoint_is_a_clear_error(folders, tmp_path):
-    with pytest.raises(TrainingError, match="no checkpoint to resume"):
+    with pytest.raises(ValueError, match="no checkpoint to resume"):
         train(_cfg(folders, tmp_path / "none", resume=True))
 
 
@@ -498,3 +498,16 @@ def test_validation_images_too_small_for_the_metrics_are_skipped_with_a_warning(
     assert caplog.text.count("skipping 1 validation images smaller than 28 px") == 2 and "speck.png" in caplog.text
     assert list((tmp_path / "a" / "checkpoints").glob("best-*.ckpt"))  # validated on the usable images
     assert result.last_checkpoint.is_file() and not list((tmp_path / "b" / "checkpoints").glob("best-*.ckpt"))
+
+
+def test_resume_refuses_changed_settings_and_finished_runs(folders, tmp_path):
+    settings = dict(max_steps=20, steps_per_epoch=10)
+    with pytest.raises(Crash):
+        train(_cfg(folders, tmp_path / "run", **settings), callbacks=[CrashAtStep(10)])
+    with pytest.raises(ValueError, match=r"these differ: loss 'msssim' \(the run's: 'l1'\); lr 0\.01 .*--init"):
+        train(_cfg(folders, tmp_path / "run", resume=True, loss="msssim", lr=0.01, **settings))
+    with pytest.raises(ValueError, match="preset 'srresnet-light'"):  # not a size-mismatch traceback
+        train(_cfg(folders, tmp_path / "run", resume=True, **{**settings, "preset": "srresnet-light"}))
+    train(_cfg(folders, tmp_path / "run", resume=True, num_workers=1, **settings))  # hardware may change
+    with pytest.raises(ValueError, match=r"is finished \(step 20 of 20\).*--init"):
+        train(_cfg(folders, tmp_path / "run", resume=True, **{**settings, "max_steps": 40}))
