@@ -516,7 +516,7 @@ def train(
     export: Annotated[bool | None, Opt("--export/--no-export", metavar=_FLAG, help="Export model.onnx, model.pt and the card at the end (default: yes).", rich_help_panel=_RUN)] = None,
     scale: Annotated[int | None, Opt("-x", "--scale", metavar="S", help="Upscaling factor: 2, 3, 4 or 8 (default: 4).", rich_help_panel=_MODEL)] = None,
     preset: Annotated[str | None, Opt(metavar="NAME", help="Architecture preset, see `srtool presets` (default: srresnet-light).", rich_help_panel=_MODEL)] = None,
-    loss: Annotated[str | None, Opt(metavar="SPEC", help="Loss spec, e.g. l1, msssim+l1, 'l1+0.05*elpips-alex+spectral-excess', 'l1+0.1*elpips-alex+0.005*gan' (default: l1).", rich_help_panel=_MODEL)] = None,
+    loss: Annotated[str | None, Opt(metavar="SPEC", help="Loss spec: weighted terms joined by +, e.g. l1, msssim+l1 (the Zhao mix), 'l1+0.1*elpips-alex+spectral-excess+0.005*gan'. Terms: l1, l2, charbonnier, l1-low, ssim, msssim, msssim-l1, spectral-excess, stlpips-alex, stlpips-vgg, elpips-alex, elpips-vgg, lpips-alex, lpips-vgg, gan (default: l1).", rich_help_panel=_MODEL)] = None,
     lpips_backbone: Annotated[str | None, Opt(metavar="FILE", help="Local torchvision AlexNet/VGG16 weights for lpips-* losses (default: torchvision's, fetched once).", rich_help_panel=_MODEL)] = None,
     learning_rate: Annotated[float | None, Opt("--lr", metavar="LR", help="Adam learning rate (default: 0.0002).", rich_help_panel=_OPTIM)] = None,
     schedule: Annotated[str | None, Opt(metavar="NAME", help="cosine, step or constant (default: cosine).", rich_help_panel=_OPTIM)] = None,

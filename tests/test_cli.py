@@ -90,3 +90,14 @@ def test_models_table_stays_aligned_with_long_losses():
             ("name", "pixel", "msssim", "perceptual", "photo")]  # fmt: skip
     assert len(rows) >= 2
     assert len({line.index("/") if "/" in line else line.index("file") for line in rows}) == 1  # one file column
+
+
+def test_train_help_names_every_loss_term():
+    import typer
+
+    from sr_tool.cli import app
+    from sr_tool.losses import LOSSES
+
+    loss = next(p for p in typer.main.get_command(app).commands["train"].params if p.name == "loss")
+    listed = loss.help.split("Terms:")[1].split("(default")[0]
+    assert [t.strip() for t in listed.split(",")] == list(LOSSES)

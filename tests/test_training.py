@@ -294,6 +294,10 @@ def test_loss_specs():
     assert parse_loss_spec("msssim+l1") == [(1.0, "msssim-l1")]  # the Zhao mix
     assert parse_loss_spec("l1+0.1*stlpips-vgg") == [(1.0, "l1"), (0.1, "stlpips-vgg")]
     assert parse_loss_spec("1*msssim+1*l1") == [(1.0, "msssim"), (1.0, "l1")]
+    # the mix inside a longer spec is still the mix; other neighbours of msssim are not
+    assert parse_loss_spec("msssim+l1+0.1*elpips-alex") == [(1.0, "msssim-l1"), (0.1, "elpips-alex")]
+    assert parse_loss_spec("0.1*gan+msssim+l1") == [(0.1, "gan"), (1.0, "msssim-l1")]
+    assert parse_loss_spec("msssim+l1-low") == [(1.0, "msssim"), (1.0, "l1-low")]
     with pytest.raises(LossSpecError, match="unknown loss 'lpip-vgg'.*valid names: l1, l2"):
         parse_loss_spec("l1+lpip-vgg")
     with pytest.raises(ValueError, match="unknown loss"):

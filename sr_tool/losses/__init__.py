@@ -1,7 +1,7 @@
 """Losses: pure tensor modules that know nothing of training frameworks or the CLI.
 
 :func:`build_loss` turns a spec such as ``"l1"``, ``"msssim+l1"`` or ``"l1+0.1*stlpips-vgg"`` into one
-module: a weighted sum of named terms. ``msssim+l1`` written exactly so means the Zhao et al. mix
+module: a weighted sum of named terms. ``msssim+l1`` without weights means the Zhao et al. mix
 (alpha 0.84, Gaussian-weighted L1), also available as ``msssim-l1``; to add plain L1 to MS-SSIM
 instead, give weights (``1*msssim+1*l1``).
 """
@@ -81,10 +81,12 @@ class LossSpecError(ValueError):
 
 
 def parse_loss_spec(spec: str) -> list[tuple[float, str]]:
-    """``"l1+0.1*stlpips-vgg"`` -> [(1.0, "l1"), (0.1, "stlpips-vgg")]; clear errors for typos."""
+    """``"l1+0.1*stlpips-vgg"`` -> [(1.0, "l1"), (0.1, "stlpips-vgg")]; clear errors for typos.
+
+    ``msssim+l1`` without weights, anywhere in a spec, is the Zhao et al. mix (``msssim-l1``):
+    ``msssim+l1+0.1*elpips-alex`` is that mix plus E-LPIPS. ``1*msssim+1*l1`` adds plain L1."""
     text = spec.replace(" ", "").lower()
-    if text == "msssim+l1":
-        return [(1.0, "msssim-l1")]
+    text = re.sub(r"(^|\+)msssim\+l1(?=\+|$)", r"\1msssim-l1", text)
     if not text:
         raise LossSpecError(f"empty loss spec; valid names: {', '.join(LOSSES)}")
     terms = []
