@@ -15,14 +15,13 @@ import glob
 import os
 import queue
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sr_tool.files import TEMP_SUFFIX
+from sr_tool.files import TEMP_SUFFIX, folder_problem
 
 LOCK_SUFFIX = ".srtool-lock"
 from sr_tool.image_io import (DEFAULT_MAX_PIXELS, FORMATS, ImageReadError, ImageWriteError, is_srtool_output, read_image,
@@ -175,17 +174,9 @@ def check_writable(jobs: Sequence[Job]) -> None:
         if folder in checked:
             continue
         checked.add(folder)
-        existing = folder
-        while not existing.exists() and existing != existing.parent:
-            existing = existing.parent
-        if not existing.is_dir():
-            raise BatchError(f"{folder}: cannot create the output folder ({existing} is a file)")
-        try:  # create it and write into it, as the outputs will: permission bits alone miss root and /proc
-            folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=folder, prefix=".srtool-write-check-"):
-                pass
-        except OSError as err:
-            raise BatchError(f"{folder}: output folder is not writable ({err.strerror or err})") from None
+        problem = folder_problem(folder)
+        if problem:
+            raise BatchError(f"{folder}: the output folder {problem}")
 
 
 def parse_shard(text: str) -> tuple[int, int]:

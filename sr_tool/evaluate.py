@@ -159,14 +159,14 @@ def evaluate(
     unknown = set(metrics) - set(METRICS)
     if unknown:
         raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {', '.join(METRICS)}")
-    from sr_tool.losses.deep import load_lpips, load_st_lpips
+    from sr_tool.losses.deep import WeightsUnavailable, load_lpips, load_st_lpips
 
     distances = {}
     for metric, (kind, net) in _DEEP.items():
         if metric in metrics:
             try:
                 distances[metric] = load_st_lpips(net) if kind == "st" else load_lpips(net)
-            except RuntimeError as err:  # classic LPIPS offline without cached ImageNet weights
+            except WeightsUnavailable as err:  # classic LPIPS offline without cached ImageNet weights
                 raise ValueError(f"{metric}: {err}") from err
     rows, outputs = [], {name: {} for name in upscalers}
     for pair in pairs:  # image by image: the ground truth's deep features are computed once for all models

@@ -35,6 +35,25 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def folder_problem(folder: str | os.PathLike) -> str | None:
+    """Why ``folder`` cannot hold outputs, to follow "the folder ...": "cannot be created (...)" or
+    "is not writable (...)"; None when it can. It is created and written into, as outputs will be:
+    permission bits alone miss root and /proc."""
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"cannot be created ({existing} is a file)"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder, prefix=".srtool-write-check-"):
+            pass
+    except OSError as err:
+        return f"is not writable ({err.strerror or err})"
+    return None
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -27,6 +27,7 @@ from sr_tool import __version__
 from sr_tool.archs import build_model, fold, load_model, parameter_count, preset_config
 from sr_tool.data import SRDataModule, as_unit_float
 from sr_tool.degrade import degradation_from_spec, degrade
+from sr_tool.files import folder_problem
 from sr_tool.losses import build_loss, loss_networks, parse_loss_spec
 from sr_tool.metrics import deep_distance, ms_ssim_rgb, psnr_y, ssim_y
 from sr_tool.resize import imresize
@@ -412,7 +413,11 @@ def _copy_matching(model: nn.Module, state: dict[str, torch.Tensor], source: Pat
         raise TrainingError(f"{source}: no layer matches this model; is it an srtool model of the same preset?")
     model.load_state_dict(matching, strict=False)
     skipped = len(own) - len(matching)
-    log.info("initialised %d tensors from %s (%d left as initialised)", len(matching), source, skipped)
+    if len(matching) < len(own) / 2:  # e.g. another preset: a few shapes agree by chance
+        log.warning("--init %s: only %d of this model's %d tensors match it (another preset?); the rest start "
+                    "from random values", source, len(matching), len(own))  # fmt: skip
+    else:
+        log.info("--init: %d tensors from %s (%d left as initialised)", len(matching), source, skipped)
     return len(matching), skipped
 
 
@@ -482,10 +487,20 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
     out_dir = Path(cfg.out_dir)
     ckpt_dir = out_dir / "checkpoints"
     last = ckpt_dir / "last.ckpt"
+    problem = folder_problem(out_dir)  # before any work, not at the first checkpoint
+    if problem:
+        raise ValueError(f"{out_dir}: the run's folder (--out) {problem}")
     if cfg.resume and not last.is_file():
         raise ValueError(f"--resume: no checkpoint to resume at {last}")
     if cfg.resume:
         _check_resumable(cfg, last)
+    if cfg.init:
+        from sr_tool.upscale import resolve_model
+
+        # a file, or a model name as `upscale -m` takes it (pixel -> its model file at this scale)
+        cfg.init = str(resolve_model(cfg.init, cfg.scale) or "")
+        if not cfg.init:
+            raise ValueError("--init bicubic: bicubic has no weights to start from")
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
     data = SRDataModule(
@@ -502,7 +517,12 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
     )
     data.setup("fit")  # data errors surface here, before any process is spawned
     callbacks = [*(callbacks or []), *([budget] if budget else [])]
-    module = SRLightningModule(cfg)
+    from sr_tool.losses.deep import WeightsUnavailable
+
+    try:
+        module = SRLightningModule(cfg)
+    except WeightsUnavailable as err:  # a loss's network, e.g. LPIPS offline
+        raise ValueError(f"--loss {cfg.loss}: {err}") from None
     monitor = f"val/{cfg.monitor}" if data.val_set else None  # none: no validation images, or none usable
     # Both at the epoch's end, after its validation: a clean epoch boundary that resumes exactly
     # (a save at validation end looks mid-epoch to Lightning's loop restore). Two callbacks because
@@ -609,7 +629,7 @@ def export_checkpoint(
     except KeyError:
         raise TrainingError(f"{checkpoint}: not an srtool training checkpoint (no train_config)") from None
     model = build_model(preset_config(cfg.preset, cfg.scale))
-    _copy_matching(model, _checkpoint_weights(ckpt), checkpoint)
+    model.load_state_dict(_checkpoint_weights(ckpt))  # the run's own preset: every tensor
     steps = int(ckpt.get("global_step", 0))
     if model_pt is not None:
         from sr_tool.archs import save_model

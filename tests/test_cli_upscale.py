@@ -134,7 +134,7 @@ def test_nothing_is_computed_when_the_output_cannot_be_written(tmp_path):
     blocker = tmp_path / "blocker"
     blocker.write_text("a file where a folder would go")
     result = _run(tmp_path / "a.png", "--model", "bicubic", "-x", "2", "-o", blocker / "out")
-    assert result.exit_code == 2 and "cannot create the output folder" in result.output
+    assert result.exit_code == 2 and "the output folder cannot be created" in result.output
     # a folder that cannot be made even by root: one usage error, not one failure per file
     result = _run(tmp_path / "a.png", tmp_path / "a.png", "--model", "bicubic", "-x", "2", "-o", "/proc/srtool-nope")
     assert result.exit_code == 2 and result.output.count("not writable") == 1, result.output

@@ -112,7 +112,7 @@ def test_classic_lpips_judge_offline_is_one_clear_error(tmp_path, data_dir, monk
     import sr_tool.losses.deep as deep
 
     def offline(net, weights):
-        raise RuntimeError("LPIPS (alex) needs torchvision's ImageNet alex weights, which could not be fetched")
+        raise deep.WeightsUnavailable("LPIPS (alex) needs torchvision's ImageNet alex weights, which could not be fetched")
 
     monkeypatch.setattr(deep, "_imagenet_trunk_state", offline)
     folder = tmp_path / "set"

@@ -325,6 +325,26 @@ def test_init_copies_matching_layers_across_scales(tmp_path):
     assert not torch.equal(x3.upsample[0].weight[:32], x4.upsample[0].weight)
 
 
+def test_init_from_another_preset_warns_that_little_matched(tmp_path, caplog):
+    save_model(build_model(preset_config("srresnet-tiny", 2)), tmp_path / "tiny.pt")
+    with caplog.at_level("INFO"):
+        copied, _ = load_matching_weights(build_model(preset_config("srresnet-light", 2)), tmp_path / "tiny.pt")
+    assert copied > 0 and "only" in caplog.text and "another preset?" in caplog.text
+
+
+def test_init_takes_a_built_in_model_name(folders, tmp_path, caplog):
+    from sr_tool.upscale import ModelNotFound, builtin_model_files
+
+    if not builtin_model_files("pixel"):
+        pytest.skip("built-in models not installed")
+    with caplog.at_level("INFO"):
+        result = train(_cfg(folders, tmp_path / "run", preset="srresnet", init="pixel", max_steps=1, val_dirs=[]))
+    card = torch.load(result.last_checkpoint, weights_only=True)["hyper_parameters"]["train_config"]
+    assert card["init"].endswith("pixel_x2.onnx") and "--init: " in caplog.text and "left as initialised" in caplog.text
+    with pytest.raises(ModelNotFound, match="did you mean pixel"):
+        train(_cfg(folders, tmp_path / "typo", init="pixle", max_steps=1))
+
+
 def test_efficient_preset_trains_and_continues_from_its_folded_export(folders, tmp_path):
     from sr_tool.export import model_from_onnx
 
@@ -515,3 +535,20 @@ def test_resume_refuses_changed_settings_and_finished_runs(folders, tmp_path):
     train(_cfg(folders, tmp_path / "run", resume=True, num_workers=1, **settings))  # hardware may change
     with pytest.raises(ValueError, match=r"is finished \(step 20 of 20\).*--init"):
         train(_cfg(folders, tmp_path / "run", resume=True, **{**settings, "max_steps": 40}))
+
+
+def test_an_unusable_run_folder_is_one_error_before_any_work(folders, tmp_path):
+    (tmp_path / "a_file.png").write_bytes(b"x")
+    with pytest.raises(ValueError, match=r"the run's folder \(--out\) cannot be created \(.*a_file.png is a file\)"):
+        train(_cfg(folders, tmp_path / "a_file.png" / "run"))
+
+
+def test_a_loss_whose_network_cannot_be_had_is_one_usage_error(folders, tmp_path, monkeypatch):
+    import sr_tool.losses.deep as deep
+
+    def offline(net, weights):
+        raise deep.WeightsUnavailable("LPIPS (alex) needs torchvision's ImageNet alex weights (offline)")
+
+    monkeypatch.setattr(deep, "_imagenet_trunk_state", offline)
+    with pytest.raises(ValueError, match=r"--loss l1\+0.1\*lpips-alex: LPIPS \(alex\) needs"):
+        train(_cfg(folders, tmp_path / "run", loss="l1+0.1*lpips-alex"))

@@ -207,6 +207,10 @@ def load_lpips(
     return model
 
 
+class WeightsUnavailable(RuntimeError):
+    """A deep metric's weights cannot be had here (offline, or a package missing); the message says what to do."""
+
+
 def _imagenet_trunk_state(net: str, backbone_weights: str | Path | None) -> dict[str, torch.Tensor]:
     if backbone_weights is not None:
         state = torch.load(backbone_weights, map_location="cpu", weights_only=True)
@@ -217,12 +221,12 @@ def _imagenet_trunk_state(net: str, backbone_weights: str | Path | None) -> dict
         try:
             state = weights.get_state_dict(progress=False)
         except Exception as exc:  # offline: URLError, socket errors, ...
-            raise RuntimeError(
+            raise WeightsUnavailable(
                 f"LPIPS ({net}) needs torchvision's ImageNet {net} weights, which could not be fetched "
                 f"({type(exc).__name__}: {exc}). Either run once with internet access so torchvision caches "
                 f"them (TORCH_HOME), or name a local torchvision {net} state dict with backbone_weights= "
                 "(--lpips-backbone PATH)."
-            ) from exc
+            ) from None
     prefix = "features."
     if any(k.startswith(prefix) for k in state):
         state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
@@ -241,8 +245,8 @@ def package_file(distribution: str, package: str, relative: str) -> Path:
     """A data file inside an installed package, found without importing (executing) the package."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(f"{relative} needs the {distribution!r} package: pip install {distribution}")
+        raise WeightsUnavailable(f"{relative} needs the {distribution!r} package: pip install {distribution}")
     path = Path(next(iter(spec.submodule_search_locations))) / relative
     if not path.is_file():
-        raise RuntimeError(f"{path} is missing: reinstall the {distribution!r} package")
+        raise WeightsUnavailable(f"{path} is missing: reinstall the {distribution!r} package")
     return path
