@@ -71,7 +71,7 @@ def upscale(
     inputs: Annotated[list[str], typer.Argument(metavar="INPUTS", help="Image files, folders or globs.", show_default=False)],
     output: Annotated[str | None, Opt("-o", "--output", metavar="PATH", help="Output file (one input) or folder; default: beside each input.", rich_help_panel=_OUTPUT)] = None,
     scale: Annotated[float, Opt("-x", "--scale", metavar="S", help="Upscaling factor; any value above 1 (e.g. 2, 3, 4, 1.5).")] = 4.0,
-    model: Annotated[str | None, Opt("--model", "-m", metavar="MODEL", help="pixel, msssim, perceptual, bicubic, a model file (.onnx; .pth or .safetensors of any architecture spandrel knows), or a file's name in --models-dir; default: msssim (else perceptual, pixel), and for JPEG inputs the photo model where it is installed (not shipped yet).")] = None,
+    model: Annotated[str | None, Opt("--model", "-m", metavar="MODEL", help="pixel, msssim, perceptual, bicubic, a model file (.onnx; .pth or .safetensors of any architecture spandrel knows; a training checkpoint .ckpt), or a file's name in --models-dir; default: msssim (else perceptual, pixel), and for JPEG inputs the photo model where it is installed (not shipped yet).")] = None,
     strength: Annotated[float | None, Opt("--strength", metavar="S", min=0, max=1, help="Denoise strength, 0..1, of a model trained on noisy, compressed input whose card names a clean partner (the photo model and pixel): mixes their weights; 1 = the model as trained, 0 = the partner.")] = None,
     recursive: Annotated[bool, Opt("--recursive", "-r", metavar=_FLAG, help="Descend into sub-folders.", rich_help_panel=_INPUT)] = False,
     max_pixels: Annotated[int, Opt(metavar="N", help="Refuse inputs with more pixels (decompression bombs).", rich_help_panel=_INPUT)] = 150_000_000,
@@ -326,6 +326,8 @@ def evaluate_models(
                 raise ValueError(f"--crop {crop}: outside the {w}x{h} image {pair.name}")
         upscalers = {label: Upscaler(n, scale, engine=engine, device=device, models_dir=models_dir)
                      for label, n in zip(labels, names)}  # fmt: skip
+        for warning in dict.fromkeys(w for u in upscalers.values() for w in u.warnings):
+            typer.echo(f"warning: {warning}", err=True)  # e.g. an x2 model scored at -x 4
         with _task_bar(len(pairs) * len(upscalers), "scoring") as step:
             rows, outputs = evaluate(upscalers, pairs, scale, metrics=[m.strip() for m in metrics.split(",") if m.strip()],
                                      on_image=lambda name, image: step(f"{name}: {image}"))  # fmt: skip
@@ -352,7 +354,7 @@ def evaluate_models(
                 text += "!"
             cells.append(f"{text:>{w}}")
         typer.echo(f"{name:<24} " + " ".join(cells))
-    if any(trained.values()):
+    if any(key in trained[name] for name in table for key, *_ in columns):  # a * was printed
         typer.echo("* the model's loss trained on this judge's network: not an independent judge")
     if any((m["artifact"] or 0) > ARTIFACT_THRESHOLD for m in table.values()):  # None when not requested
         typer.echo(f"! artifact: the median image has a periodic pattern the ground truth lacks "
@@ -570,5 +572,8 @@ def train(
         raise typer.Exit(2 if isinstance(err, ValueError) else 1) from None
     if result.card:
         typer.echo(f"model: {result.onnx}\ncard:  {result.card}")
-        for key, value in result.metrics.items():
-            typer.echo(f"  {key}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")
+    else:  # --no-export
+        kept = result.best_checkpoint or result.last_checkpoint
+        typer.echo(f"checkpoint: {kept} (srtool export {kept} -o MODEL.onnx makes a model of it)")
+    for key, value in result.metrics.items():
+        typer.echo(f"  {key}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")

@@ -141,6 +141,8 @@ def load_community_model(path: str | Path, state: dict | None = None) -> Communi
     sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
     if "config" in state and "state_dict" in state:  # srtool's save_model format
         return _own_model(path, state, sha256)
+    if "state_dict" in state and "train_config" in state.get("hyper_parameters", {}):  # srtool's training checkpoint
+        return _own_checkpoint(path, state, sha256)
     try:
         import spandrel
     except ImportError as exc:  # a broken install: spandrel is a dependency
@@ -201,6 +203,20 @@ def _own_model(path: Path, payload: dict, sha256: str) -> CommunityModel:
         in_channels=config.image_channels, out_channels=config.image_channels, size_rule=SizeRule(),
         tiling="supported", supports_half=True, supports_bfloat16=True, sha256=sha256,
     )  # fmt: skip
+
+
+def _own_checkpoint(path: Path, ckpt: dict, sha256: str) -> CommunityModel:
+    """The EMA weights of an srtool training checkpoint (``srtool export`` makes an ONNX file of it)."""
+    from dataclasses import asdict
+
+    from sr_tool.archs import checkpoint_weights, preset_config
+
+    train_config = ckpt["hyper_parameters"]["train_config"]
+    try:
+        config = asdict(preset_config(train_config["preset"], train_config["scale"]))
+    except (KeyError, ValueError) as exc:
+        raise CommunityModelError(f"{path}: a training checkpoint of an unknown preset ({exc})") from exc
+    return _own_model(path, {"config": config, "state_dict": checkpoint_weights(ckpt)}, sha256)
 
 
 def _has_extra_architectures() -> bool:

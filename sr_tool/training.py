@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from sr_tool import __version__
-from sr_tool.archs import build_model, fold, load_model, parameter_count, preset_config
+from sr_tool.archs import build_model, checkpoint_weights, fold, load_model, parameter_count, preset_config
 from sr_tool.data import SRDataModule, as_unit_float
 from sr_tool.degrade import degradation_from_spec, degrade
 from sr_tool.files import folder_problem
@@ -37,7 +37,9 @@ log = logging.getLogger(__name__)
 SCHEDULES = ("cosine", "step", "constant")
 # Lightning warnings about things srtool does on purpose: frozen EMA / loss networks in eval mode,
 # LR made in the module's on_after_batch_transfer.
-_EXPECTED_WARNINGS = (".*module\\(s\\) in eval mode.*", ".*overridden `on_after_batch_transfer`.*", ".*LeafSpec.*")
+_EXPECTED_WARNINGS = (".*module\\(s\\) in eval mode.*", ".*overridden `on_after_batch_transfer`.*", ".*LeafSpec.*",
+                      ".*Checkpoint directory .* exists and is not empty.*",  # a resume writes where it left off
+                      ".*Total length of .* across ranks is zero.*")  # no validation folder: nothing to sync
 MONITORS = {"psnr_y": "max", "ssim_y": "max", "ms_ssim": "max", "st_lpips": "min"}
 
 
@@ -393,17 +395,10 @@ def load_matching_weights(model: nn.Module, source: str | Path) -> tuple[int, in
         if getattr(shipped.config, "folded", False) and hasattr(model, "unfolded_state"):
             state = model.unfolded_state(state)  # a shipped (folded) model: same function, unfolded
     elif source.suffix == ".ckpt":
-        state = _checkpoint_weights(torch.load(source, map_location="cpu", weights_only=True))
+        state = checkpoint_weights(torch.load(source, map_location="cpu", weights_only=True))
     else:
         state = load_model(source)[0].state_dict()
     return _copy_matching(model, state, source)
-
-
-def _checkpoint_weights(ckpt: dict) -> dict[str, torch.Tensor]:
-    """The model weights in a loaded training checkpoint: its EMA where it has one."""
-    full = ckpt["state_dict"]
-    prefix = "ema." if any(k.startswith("ema.") for k in full) else "model."
-    return {k[len(prefix) :]: v for k, v in full.items() if k.startswith(prefix)}
 
 
 def _copy_matching(model: nn.Module, state: dict[str, torch.Tensor], source: Path) -> tuple[int, int]:
@@ -629,7 +624,7 @@ def export_checkpoint(
     except KeyError:
         raise TrainingError(f"{checkpoint}: not an srtool training checkpoint (no train_config)") from None
     model = build_model(preset_config(cfg.preset, cfg.scale))
-    model.load_state_dict(_checkpoint_weights(ckpt))  # the run's own preset: every tensor
+    model.load_state_dict(checkpoint_weights(ckpt))  # the run's own preset: every tensor
     steps = int(ckpt.get("global_step", 0))
     if model_pt is not None:
         from sr_tool.archs import save_model

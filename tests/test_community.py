@@ -276,3 +276,21 @@ def test_cli_models_lists_the_models_folder(weights_files, tmp_path):
     assert result.exit_code == 0, result.output
     line = next(line for line in result.output.splitlines() if line.startswith("2x-Span"))
     assert "x2" in line and "SPAN" in line
+
+
+def test_an_srtool_training_checkpoint_runs_with_its_ema_weights(tmp_path):
+    import torch
+
+    from sr_tool.archs import build_model, preset_config
+
+    torch.manual_seed(0)
+    ema = build_model(preset_config("srresnet-tiny", 2)).eval()
+    raw = build_model(preset_config("srresnet-tiny", 2))
+    state = {**{f"ema.{k}": v for k, v in ema.state_dict().items()}, **{f"model.{k}": v for k, v in raw.state_dict().items()}}
+    ckpt = {"hyper_parameters": {"train_config": {"preset": "srresnet-tiny", "scale": 2}}, "state_dict": state}
+    torch.save(ckpt, tmp_path / "best-10.ckpt")
+    loaded = load_community_model(tmp_path / "best-10.ckpt")
+    assert loaded.scale == 2 and loaded.architecture == "srtool srresnet"
+    x = torch.rand(1, 3, 12, 10)
+    with torch.no_grad():
+        assert torch.allclose(loaded.net(x), ema(x), atol=1e-6)

@@ -224,3 +224,20 @@ def test_upscale_region_matches_the_whole_image_output_there(data_dir):
         assert np.abs(region.astype(int) - whole[y : y + size, x : x + size]).max() <= 1, (x, y)
     with pytest.raises(ValueError, match="whole-number"):
         upscale_region(Upscaler("bicubic", 1.5), lr, 0, 0, 8)
+
+
+def test_eval_warns_of_a_model_at_another_scale_and_footnotes_only_marked_judges(tmp_path, data_dir):
+    from sr_tool.upscale import builtin_model_files
+
+    folder = tmp_path / "set"
+    folder.mkdir()
+    Image.open(data_dir / "Set5" / "HR" / "baby.png").crop((0, 0, 96, 96)).save(folder / "baby.png")
+    result = runner.invoke(app, ["eval", "--model", str(tiny_onnx(2)), "--data", str(folder), "-x", "4", "--csv",
+                                 str(tmp_path / "e.csv"), "--metrics", "psnr_y", "--device", "cpu"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "warning: tiny_x2_0.onnx is an x2 model; bicubic does the rest up to x4" in result.output
+    if not builtin_model_files("perceptual").get(4):
+        pytest.skip("built-in perceptual x4 not installed")
+    args = ["eval", "-m", "perceptual", "--data", str(folder), "-x", "4", "--csv", str(tmp_path / "p.csv"), "--device", "cpu"]
+    assert "not an independent judge" not in runner.invoke(app, [*args, "--metrics", "psnr_y"]).output  # no * shown
+    assert "not an independent judge" in runner.invoke(app, [*args, "--metrics", "psnr_y,st_lpips"]).output

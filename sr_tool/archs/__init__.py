@@ -86,6 +86,13 @@ def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def checkpoint_weights(ckpt: dict) -> dict[str, torch.Tensor]:
+    """The upscaler's weights in a loaded srtool training checkpoint: its EMA where it has one."""
+    full = ckpt["state_dict"]
+    prefix = "ema." if any(k.startswith("ema.") for k in full) else "model."
+    return {k[len(prefix) :]: v for k, v in full.items() if k.startswith(prefix)}
+
+
 def save_model(model: nn.Module, path: str | Path, extra: dict | None = None) -> None:
     """Save weights with their config (and optional JSON-able ``extra``, e.g. the training loss)."""
     from sr_tool.files import atomic_output
