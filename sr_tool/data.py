@@ -38,7 +38,8 @@ def find_images(folders: Sequence[str | Path]) -> list[Path]:
     for folder in folders:
         folder = Path(folder)
         if not folder.is_dir():
-            raise DataError(f"{folder}: not a folder")
+            where = "" if folder.is_absolute() else f" (looked in {Path.cwd()}: relative paths, recipes' too, start there)"
+            raise DataError(f"{folder}: not a folder{where}")
         files += sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     return files
 
