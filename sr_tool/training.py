@@ -634,7 +634,8 @@ def export_checkpoint(
                          metadata={"steps": str(steps), "preset": cfg.preset})  # fmt: skip
     meta = ckpt.get("srtool_meta", {})
     card = {
-        "name": onnx_path.stem,
+        # a run's export is OUT/model.onnx: the run's folder names it
+        "name": onnx_path.parent.resolve().name if onnx_path.stem == "model" else onnx_path.stem,
         "srtool_version": __version__,
         "architecture": asdict(fold(model).config),
         "preset": cfg.preset,

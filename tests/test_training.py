@@ -351,6 +351,7 @@ def test_efficient_preset_trains_and_continues_from_its_folded_export(folders, t
     result = train(_cfg(folders, tmp_path / "rep", preset="rep-tiny", max_steps=4, steps_per_epoch=4, export=True))
     shipped = model_from_onnx(result.onnx)
     assert shipped.config.folded and json.loads(result.card.read_text())["parameters"] < 3000
+    assert json.loads(result.card.read_text())["name"] == "rep"  # the run folder names OUT/model.onnx
     again = build_model(preset_config("rep-tiny", 2)).eval()
     load_matching_weights(again, result.onnx)  # the recipes' --init from the shipped file
     x = torch.rand(1, 3, 12, 10)
