@@ -260,11 +260,14 @@ def models(models_dir: ModelsDir = None) -> None:
     typer.echo(f"\nyour models in {folder}: {len(users)}" + (" (none: .onnx, .pth, .safetensors files go here)" if not users else ""))
     if users:
         name_w = max(11, *(len(u["name"]) for u in users))
-        typer.echo(f"{'name':<{name_w}} {'scale':>5}  {'architecture':<40} file")
+        loss_w = max(4, *(len(str(u["card"].get("loss", "-"))) for u in users))
+        typer.echo(f"{'name':<{name_w}} {'scale':>5}  {'architecture':<40} {'loss':<{loss_w}} {'steps':>7}  file")
         for u in users:
             scale = f"x{u['scale']}" if u["scale"] else "?"
             about = f"cannot run: {u['error'].split(';')[0]}" if u["error"] else (u["architecture"] or "foreign ONNX")
-            typer.echo(f"{u['name']:<{name_w}} {scale:>5}  {about:<40} {u['path']}")
+            card = u["card"]  # loss and steps from the card beside the file, where there is one
+            typer.echo(f"{u['name']:<{name_w}} {scale:>5}  {about:<40} {card.get('loss', '-'):<{loss_w}} "
+                       f"{card.get('steps', '-'):>7}  {u['path']}")  # fmt: skip
 
 
 @app.command(name="eval", cls=_Command)

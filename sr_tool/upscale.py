@@ -97,12 +97,21 @@ def user_model_files(models_dir: str | Path | None = None) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in MODEL_SUFFIXES and p.is_file())
 
 
+def _card(model_file: Path) -> dict:
+    try:
+        card = json.loads(model_file.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return card if isinstance(card, dict) else {}
+
+
 def list_user_models(models_dir: str | Path | None = None) -> list[dict]:
     """One entry per file of the user's models folder: name (to give to --model), path, scale and
-    architecture (None where unknown), and ``error``: why the file cannot run (None if it can)."""
+    architecture (None where unknown), ``card``: the card beside it (``<name>.json``, as ``srtool
+    export`` and training write; {} if none), and ``error``: why the file cannot run (None if it can)."""
     entries = []
     for path in user_model_files(models_dir):
-        entry = {"name": path.stem, "path": path, "scale": None, "architecture": None, "error": None}
+        entry = {"name": path.stem, "path": path, "scale": None, "architecture": None, "card": _card(path), "error": None}
         try:
             if path.suffix.lower() == ".onnx":
                 from sr_tool.export import read_metadata

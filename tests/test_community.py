@@ -12,6 +12,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from safetensors.torch import save_file
+from typer.testing import CliRunner
 from spandrel.architectures.Compact import Compact
 from spandrel.architectures.ESRGAN import ESRGAN
 from spandrel.architectures.OmniSR import OmniSR
@@ -187,6 +188,13 @@ def test_models_folder_lists_files_and_resolves_names(weights_files, tmp_path, m
     entries = {e["name"]: e for e in list_user_models(folder)}
     assert entries["4x-Tiny"]["scale"] == 4 and entries["4x-Tiny"]["architecture"].startswith("RealESRGAN Compact")
     assert entries["broken"]["error"] and entries["broken"]["scale"] is None
+    assert entries["4x-Tiny"]["card"] == {}
+    (folder / "sub" / "4x-Tiny.json").write_text('{"loss": "l1+0.1*gan", "steps": 1200}')  # a card beside it
+    assert list_user_models(folder)[-1]["card"]["loss"] == "l1+0.1*gan"
+    from sr_tool.cli import app
+
+    listed = CliRunner().invoke(app, ["models", "--models-dir", str(folder)]).output
+    assert any("4x-Tiny" in line and "l1+0.1*gan" in line and "1200" in line for line in listed.splitlines()), listed
     monkeypatch.setenv("SRTOOL_MODELS_DIR", str(folder))
     assert resolve_model("4x-Tiny", 4) == folder / "sub" / "4x-Tiny.pth"
     with pytest.raises(ModelNotFound, match="no such model.*or the name of a file in"):
