@@ -208,9 +208,9 @@ def upscale_region(upscaler, lr: LoadedImage, x: int, y: int, size: int, context
     if upscaler.scale != int(upscaler.scale):
         raise ValueError(f"upscale_region needs a whole-number scale, not {upscaler.scale:g}")
     scale = int(upscaler.scale)
-    lx, ly = x // scale, y // scale
-    x0, y0 = max(lx - context, 0), max(ly - context, 0)
-    part = lr.pixels[..., y0 : ly + -(-size // scale) + context, x0 : lx + -(-size // scale) + context]
+    x0, y0 = max(x // scale - context, 0), max(y // scale - context, 0)
+    x1, y1 = -(-(x + size) // scale) + context, -(-(y + size) // scale) + context  # LR under the crop's far edge, rounded up
+    part = lr.pixels[..., y0:y1, x0:x1]
     out = upscaler.upscale(LoadedImage.from_tensors(part, None, lr.info)).pixels
     ox, oy = x - x0 * scale, y - y0 * scale
     return out[oy : oy + size, ox : ox + size]

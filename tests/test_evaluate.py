@@ -222,6 +222,7 @@ def test_upscale_region_matches_the_whole_image_output_there(data_dir):
         region = upscale_region(up, lr, x, y, size)
         assert region.shape == (size, size, 3), (x, y)
         assert np.abs(region.astype(int) - whole[y : y + size, x : x + size]).max() <= 1, (x, y)
+    assert upscale_region(up, lr, 33, 17, 21, context=0).shape == (21, 21, 3)  # odd start: the far edge still covered
     with pytest.raises(ValueError, match="whole-number"):
         upscale_region(Upscaler("bicubic", 1.5), lr, 0, 0, 8)
 
