@@ -70,7 +70,7 @@ def _fail(message: str, code: int = 2) -> None:
 def upscale(
     inputs: Annotated[list[str], typer.Argument(metavar="INPUTS", help="Image files, folders or globs.", show_default=False)],
     output: Annotated[str | None, Opt("-o", "--output", metavar="PATH", help="Output file (one input) or folder; default: beside each input.", rich_help_panel=_OUTPUT)] = None,
-    scale: Annotated[float, Opt("-x", "--scale", metavar="S", help="Upscaling factor; any value above 1 (e.g. 2, 3, 4, 1.5).")] = 4.0,
+    scale: Annotated[float | None, Opt("-x", "--scale", metavar="S", help="Upscaling factor; any value above 1 (e.g. 2, 3, 4, 1.5). Default: 4 for the built-in models, a model file's own scale.", show_default=False)] = None,
     model: Annotated[str | None, Opt("--model", "-m", metavar="MODEL", help="pixel, msssim, perceptual, bicubic, a model file (.onnx; .pth or .safetensors of any architecture spandrel knows; a training checkpoint .ckpt), or a file's name in --models-dir; default: msssim (else perceptual, pixel), and for JPEG inputs the photo model where it is installed (not shipped yet).")] = None,
     strength: Annotated[float | None, Opt("--strength", metavar="S", min=0, max=1, help="Denoise strength, 0..1, of a model trained on noisy, compressed input whose card names a clean partner (the photo model and pixel): mixes their weights; 1 = the model as trained, 0 = the partner.")] = None,
     recursive: Annotated[bool, Opt("--recursive", "-r", metavar=_FLAG, help="Descend into sub-folders.", rich_help_panel=_INPUT)] = False,
@@ -103,14 +103,9 @@ def upscale(
             model = default_jpeg_model() if strength is not None else default_model()
             jpeg_model = default_jpeg_model() if strength is None else None
         found = collect_inputs(inputs, recursive)
-        jobs = plan_jobs(found.files, output, suffix=suffix if suffix is not None else f"_x{scale:g}", fmt=fmt)
-        own_outputs = len(found.own_outputs) + len(found.files) - len(jobs)
-        if not jobs and not own_outputs:
+        if not found.files and not found.own_outputs:
             raise BatchError(f"no images found in {', '.join(inputs)} (looked for {', '.join(sorted(INPUT_SUFFIXES))}"
                              + ("" if recursive else "; -r descends into sub-folders") + ")")  # fmt: skip
-        check_writable(jobs)
-        if shard_spec:
-            jobs = shard(jobs, *parse_shard(shard_spec))
         tiles = TileSettings(tile=tile or None, pad=tile_pad, batch_size=batch_size or None)
         if strength is not None and model is None:
             raise ModelNotFound("--strength: the photo model is not installed")
@@ -120,9 +115,15 @@ def upscale(
                             strength=strength, models_dir=models_dir, compile=compile_model)  # fmt: skip
 
         jpeg_inputs = jpeg_model and jpeg_model != model and any(
-            job.source.suffix.lower() in (".jpg", ".jpeg") for job in jobs)  # fmt: skip
+            source.suffix.lower() in (".jpg", ".jpeg") for source, _ in found.files)  # fmt: skip
         upscalers = [ByFormat(make(jpeg_model, d), make(model, d)) if jpeg_inputs else make(model, d)
                      for d in parse_devices(device)]  # fmt: skip
+        scale = upscalers[0].scale  # without -x: the model file's own
+        jobs = plan_jobs(found.files, output, suffix=suffix if suffix is not None else f"_x{scale:g}", fmt=fmt)
+        own_outputs = len(found.own_outputs) + len(found.files) - len(jobs)
+        check_writable(jobs)
+        if shard_spec:
+            jobs = shard(jobs, *parse_shard(shard_spec))
     except (BatchError, EngineError, ModelNotFound, ValueError) as err:  # CommunityModelError is a ValueError
         _fail(str(err))
     if own_outputs:

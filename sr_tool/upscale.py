@@ -210,7 +210,7 @@ class Upscaler:
     def __init__(
         self,
         model: str = "perceptual",
-        scale: float = 4,
+        scale: float | None = 4,
         *,
         engine: str = "auto",
         device: str = "auto",
@@ -225,11 +225,14 @@ class Upscaler:
         e.g. photo -> pixel), mix their weights: 1 is the model, 0 the partner (see
         :mod:`sr_tool.interpolate`). None runs the model as it is. ``models_dir``: where model
         names that are not built in are looked up (default $SRTOOL_MODELS_DIR). ``compile``: torch.compile
-        the torch engine's model (GPU: one CUDA graph per tile shape)."""
-        if not scale > 1:
+        the torch engine's model (GPU: one CUDA graph per tile shape). ``scale`` None: the model's
+        own (4 for built-in models, which come at several scales, and for bicubic)."""
+        if scale is not None and not scale > 1:
             raise ValueError(f"-x {scale:g}: srtool upscales, so the scale must be above 1 (e.g. 2, 3, 4, 1.5)")
+        if scale is None and (model in BUILTIN_MODELS or model == BICUBIC):
+            scale = 4
+        self.model_path = resolve_model(model, scale or 4, models_dir)
         self.scale = scale
-        self.model_path = resolve_model(model, scale, models_dir)
         self.engine = None
         self.runner = None
         if self.model_path is None:
@@ -247,6 +250,7 @@ class Upscaler:
         self.engine = make_engine(self.model_path, engine=engine, device=device, threads=threads, fp16=fp16, proto=proto,
                                   compile=compile)  # fmt: skip
         self.model_scale = self.engine.scale
+        scale = self.scale = scale or self.model_scale
         architecture = self.engine.metadata.get("architecture")
         kind = f" ({architecture})" if architecture else ""
         self.description = f"{self.model_path.name}{kind}{mixed} x{self.model_scale} on {self.engine.description}"

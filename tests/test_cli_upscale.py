@@ -368,3 +368,14 @@ def test_batch_reports_how_long_inference_waited_for_decoding(tmp_path, monkeypa
         assert waited_decode > 0.6 and result.inference_seconds < 0.2
     else:
         assert waited_decode < 0.3 and result.inference_seconds >= 0.3
+
+
+def test_without_x_a_model_file_runs_at_its_own_scale_and_built_ins_at_4(tmp_path):
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    assert _run(tmp_path / "a.png", "--model", tiny_onnx(2), "-o", tmp_path / "own").exit_code == 0
+    assert Image.open(tmp_path / "own" / "a_x2.png").size == (60, 40)
+    result = _run(tmp_path / "a.png", "--model", tiny_onnx(2), "-x", "4", "-o", tmp_path / "asked")
+    assert result.exit_code == 0 and "bicubic does the rest up to x4" in result.output
+    assert Image.open(tmp_path / "asked" / "a_x4.png").size == (120, 80)
+    assert _run(tmp_path / "a.png", "--model", "bicubic", "-o", tmp_path / "builtin").exit_code == 0
+    assert Image.open(tmp_path / "builtin" / "a_x4.png").size == (120, 80)
