@@ -175,16 +175,22 @@ class EpochSampler(Sampler[int]):
     def __init__(self, samples_per_epoch: int):
         self.n = samples_per_epoch
         self.epoch = 0
+        self.skip = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def skip_next(self, samples: int) -> None:
+        """Start the next pass ``samples`` into its epoch: a run resumed from a stop mid-epoch then
+        draws the crops an uninterrupted run would have for the rest of that epoch."""
+        self.skip = samples
+
     def __iter__(self):
-        epoch = self.epoch
+        epoch, skip = self.epoch, self.skip
         # Next pass, next epoch, also where nobody calls set_epoch: Lightning's DDP sampler wrapper
         # doesn't forward it. Where Lightning does call it (one process, resume), that value wins.
-        self.epoch += 1
-        return iter(range(epoch * self.n, (epoch + 1) * self.n))
+        self.epoch, self.skip = self.epoch + 1, 0
+        return iter(range(epoch * self.n + skip, (epoch + 1) * self.n))
 
     def __len__(self) -> int:
         return self.n
@@ -272,10 +278,11 @@ class SRDataModule(pl.LightningDataModule):
             self.val_set = ValidationDataset(find_images(self.val_dirs), self.scale)
 
     def train_dataloader(self) -> DataLoader:
+        self.sampler = EpochSampler(self.steps_per_epoch * self.batch_size)
         return DataLoader(
             self.train_set,
             batch_size=self.batch_size,
-            sampler=EpochSampler(self.steps_per_epoch * self.batch_size),
+            sampler=self.sampler,
             num_workers=self.num_workers,
             persistent_workers=False,
             pin_memory=torch.cuda.is_available(),

@@ -173,6 +173,7 @@ class SRLightningModule(pl.LightningModule):
         self.__dict__["_forward"] = torch.compile(self.model) if cfg.compile else self.model
         self.__dict__["_st_lpips"] = None  # a metric, not a submodule: kept out of checkpoints
         self._wall_before = 0.0  # training time of earlier runs this one resumed, for model cards
+        self._resume_skip = 0  # training samples of the current epoch done before a mid-epoch stop
         self._fit_started = time.time()
 
     # -- data -------------------------------------------------------------------------------
@@ -215,6 +216,14 @@ class SRLightningModule(pl.LightningModule):
         for name, term in self.loss.trained_terms.items():
             self.log(f"train/{name.split('.', 1)[1]}-discriminator", term.last_discriminator_loss)
         return loss
+
+    def on_train_start(self):
+        # Resumed from a stop mid-epoch: Lightning goes on counting the epoch's batches but draws
+        # from a fresh loader, so the sampler skips the crops the done batches had.
+        sampler = getattr(self.trainer.datamodule, "sampler", None)
+        if self._resume_skip and sampler is not None:
+            sampler.skip_next(self._resume_skip)
+        self._resume_skip = 0
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
         decay = min(self.cfg.ema_decay, (1 + self.global_step) / (10 + self.global_step))
@@ -288,6 +297,8 @@ class SRLightningModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint):
         _as_epoch_boundary(checkpoint)
+        batches = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress", {})
+        self._resume_skip = batches.get("current", {}).get("completed", 0) * self.cfg.batch_size
         for name, state in checkpoint.get("srtool_loss_optimizers", {}).items():
             if name in self.loss.trained_terms:
                 self.loss.trained_terms[name].load_optimizer_state(state)

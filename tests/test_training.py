@@ -181,6 +181,10 @@ def test_a_stop_signal_saves_the_step_reached_and_resume_finishes(folders, tmp_p
     assert torch.load(last, weights_only=True)["global_step"] == stopped.value.step
     train(_cfg(folders, tmp_path / "run", resume=True, **settings))
     assert torch.load(last, weights_only=True)["global_step"] == 20
+    train(_cfg(folders, tmp_path / "straight", **settings))  # the resumed run is the uninterrupted one
+    a = torch.load(tmp_path / "straight/checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    b = torch.load(last, weights_only=True)["state_dict"]
+    assert all(torch.allclose(v, b[k], atol=1e-6) for k, v in a.items())
 
     with pytest.raises(Crash):  # any other error keeps the last good checkpoint as it was
         train(_cfg(folders, tmp_path / "crash", **settings), callbacks=[CrashAtStep(13)])
