@@ -162,7 +162,7 @@ class SRLightningModule(pl.LightningModule):
         self.cfg = cfg
         self.save_hyperparameters({"train_config": asdict(cfg)})
         self.model = build_model(preset_config(cfg.preset, cfg.scale))
-        if cfg.init:
+        if cfg.init and not cfg.resume:  # a resume takes its weights from the checkpoint
             load_matching_weights(self.model, cfg.init)
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -476,11 +476,11 @@ def _check_resumable(cfg: TrainConfig, last: Path) -> None:
     fresh = f"start a new run from its weights: --init {last} --out NEW_FOLDER"
     if changed:
         raise ValueError(f"--resume continues {cfg.out_dir} with its own settings, and these differ: "
-                            f"{'; '.join(changed)}. Give the run's settings, or {fresh}")  # fmt: skip
+                         f"{'; '.join(changed)}. Give the run's settings, or {fresh}")  # fmt: skip
     step, planned = ckpt.get("global_step", 0), was.get("max_steps", 0)
     if step >= planned > 0:
-        raise ValueError(f"--resume: {cfg.out_dir} is finished (step {step} of {planned}); to train it further, {fresh} "
-                            f"(with a learning-rate schedule of its own)")  # fmt: skip
+        raise ValueError(f"--resume: {cfg.out_dir} is finished (step {step} of {planned}); to train it further, "
+                         f"{fresh} (with a learning-rate schedule of its own)")  # fmt: skip
 
 
 def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
@@ -500,7 +500,7 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> TrainResult:
         raise ValueError(f"--resume: no checkpoint to resume at {last}")
     if cfg.resume:
         _check_resumable(cfg, last)
-    if cfg.init:
+    if cfg.init and not cfg.resume:  # a resume takes its weights from the checkpoint
         from sr_tool.upscale import resolve_model
 
         # a file, or a model name as `upscale -m` takes it (pixel -> its model file at this scale)
