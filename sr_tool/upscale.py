@@ -62,9 +62,7 @@ def list_builtin_models() -> list[dict]:
     entries = []
     for name in BUILTIN_MODELS:
         for scale, path in builtin_model_files(name).items():
-            card_path = path.with_suffix(".json")
-            card = json.loads(card_path.read_text()) if card_path.is_file() else {}
-            entries.append({"name": name, "scale": scale, "path": path, "card": card})
+            entries.append({"name": name, "scale": scale, "path": path, "card": _card(path)})
     return entries
 
 
