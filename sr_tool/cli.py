@@ -286,6 +286,7 @@ def evaluate_models(
     crop: Annotated[str | None, Opt(metavar="X,Y,SIZE", help="Without --compare-models: the crop in HR pixels; default centred 128.", rich_help_panel=_PICTURE)] = None,
     device: Annotated[str, Opt(metavar="DEVICE", help="auto, cpu, cuda or cuda:N.", rich_help_panel=_HARDWARE)] = "auto",
     engine: Annotated[str, Opt(metavar="ENGINE", help=_ENGINE_HELP, rich_help_panel=_HARDWARE)] = "auto",
+    threads: Annotated[int, Opt(metavar="N", min=0, help="CPU threads for the models and the metrics; 0 = all.", rich_help_panel=_HARDWARE)] = 0,
     models_dir: ModelsDir = None,
 ) -> None:
     """Score models (bicubic included) on a benchmark folder: PSNR-Y, SSIM-Y, MS-SSIM, ST-LPIPS, the
@@ -328,8 +329,12 @@ def evaluate_models(
             h, w = pair.hr.shape[-2:]
             if box and (box[0] < 0 or box[1] < 0 or box[2] < 1 or box[0] + box[2] > w or box[1] + box[2] > h):
                 raise ValueError(f"--crop {crop}: outside the {w}x{h} image {pair.name}")
-        upscalers = {label: Upscaler(n, scale, engine=engine, device=device, models_dir=models_dir)
-                     for label, n in zip(labels, names)}  # fmt: skip
+        if threads:  # the metrics' networks run in torch whatever the engine
+            import torch
+
+            torch.set_num_threads(threads)
+        upscalers = {label: Upscaler(n, scale, engine=engine, device=device, threads=threads or None,
+                                     models_dir=models_dir) for label, n in zip(labels, names)}  # fmt: skip
         for warning in dict.fromkeys(w for u in upscalers.values() for w in u.warnings):
             typer.echo(f"warning: {warning}", err=True)  # e.g. an x2 model scored at -x 4
         with _task_bar(len(pairs) * len(upscalers), "scoring") as step:

@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -47,8 +48,15 @@ def test_eval_cli_writes_csv_table_and_comparison(tmp_path, data_dir):
     picture = np.asarray(Image.open(tmp_path / "c.png"))
     assert picture.shape[1] == 3 * 80 + 2 * 4  # three 40 px crops at 2x zoom, with gaps
 
-    result = runner.invoke(app, ["eval", "--model", str(tiny_onnx(2)), "--data", str(folder), "-x", "2", "--csv",
-                                 str(tmp_path / "v.csv"), "--metrics", "psnr_y,st_lpips_vgg", "--device", "cpu"])  # fmt: skip
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        result = runner.invoke(app, ["eval", "--model", str(tiny_onnx(2)), "--data", str(folder), "-x", "2", "--csv",
+                                     str(tmp_path / "v.csv"), "--metrics", "psnr_y,st_lpips_vgg", "--device", "cpu",
+                                     "--threads", "1"])  # fmt: skip
+        assert torch.get_num_threads() == 1  # --threads reaches the metrics' torch networks too
+    finally:
+        torch.set_num_threads(threads)
     assert result.exit_code == 0, result.output
     assert "ST-LPIPS-VGG" in result.output and "SSIM" not in result.output  # only what was asked for
     rows = list(csv.DictReader(open(tmp_path / "v.csv")))
