@@ -521,7 +521,7 @@ def train(
     time_budget: Annotated[float | None, Opt("--time-budget", metavar="SECONDS", help="Wall time for this run: max-steps is fitted so the schedule ends in time (default: off).", rich_help_panel=_RUN)] = None,
     steps_per_epoch: Annotated[int | None, Opt(metavar="N", help="Validation and checkpoints every this many steps (default: 1000; a shorter run is one epoch).", rich_help_panel=_RUN)] = None,
     monitor: Annotated[str | None, Opt(metavar="METRIC", help="Best-checkpoint metric: psnr_y, ssim_y, ms_ssim, st_lpips (default: psnr_y).", rich_help_panel=_RUN)] = None,
-    init: Annotated[str | None, Opt("--init", metavar="MODEL", help="Start from this model (.pt, .ckpt, .onnx; matching layers) (default: random).", rich_help_panel=_RUN)] = None,
+    init: Annotated[str | None, Opt("--init", metavar="MODEL", help="Start from this model (.pt, .ckpt, .onnx or a built-in name; matching layers). Default: random; --init '' overrides a recipe's init.", rich_help_panel=_RUN)] = None,
     resume: Annotated[bool | None, Opt("--resume/--no-resume", metavar=_FLAG, help="Continue exactly from OUT/checkpoints/last.ckpt (default: no).", rich_help_panel=_RUN)] = None,
     seed: Annotated[int | None, Opt(metavar="N", help="Random seed (default: 0).", rich_help_panel=_RUN)] = None,
     export: Annotated[bool | None, Opt("--export/--no-export", metavar=_FLAG, help="Export model.onnx, model.pt and the card at the end (default: yes).", rich_help_panel=_RUN)] = None,

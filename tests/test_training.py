@@ -349,6 +349,25 @@ def test_init_takes_a_built_in_model_name(folders, tmp_path, caplog):
         train(_cfg(folders, tmp_path / "typo", init="pixle", max_steps=1))
 
 
+def test_empty_init_on_the_command_line_overrides_a_recipes_init(folders, tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from sr_tool.cli import app
+
+    recipe = tmp_path / "recipe.yaml"  # the shipped recipes continue from the shipped weights
+    settings = {k: v for k, v in vars(_cfg(folders, tmp_path / "run", max_steps=1, val_dirs=[])).items()
+                if k in ("train_dirs", "out_dir", "scale", "preset", "patch_size", "batch_size", "max_steps",
+                         "steps_per_epoch", "num_workers", "accelerator", "devices")}  # fmt: skip
+    recipe.write_text(yaml.safe_dump({**settings, "init": "no_such_model.onnx"}))
+    failed = CliRunner().invoke(app, ["train", "--config", str(recipe), "--no-export"])
+    assert failed.exit_code != 0 and "no_such_model" in failed.output
+    result = CliRunner().invoke(app, ["train", "--config", str(recipe), "--init", "", "--no-export"])
+    assert result.exit_code == 0, result.output
+    last = torch.load(tmp_path / "run/checkpoints/last.ckpt", weights_only=True)
+    assert not last["hyper_parameters"]["train_config"]["init"]  # random weights: the start over
+
+
 def test_efficient_preset_trains_and_continues_from_its_folded_export(folders, tmp_path):
     from sr_tool.export import model_from_onnx
 
