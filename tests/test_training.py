@@ -433,13 +433,23 @@ def test_export_cli_from_checkpoint_and_model_file(folders, tmp_path):
 def test_shipped_recipes_are_valid_configs():
     import yaml
 
-    recipes = sorted((Path(__file__).resolve().parents[1] / "train" / "recipes").glob("*.yaml"))
-    assert {p.stem for p in recipes} >= {"pixel_x4", "pixel_x2", "msssim_x4", "msssim_x2", "perceptual_x4", "perceptual_x2"}
-    for path in recipes:
-        cfg = TrainConfig.from_dict(yaml.safe_load(path.read_text()))
-        assert cfg.preset == "srresnet" and path.stem.endswith(f"_x{cfg.scale}")
-    frontier = sorted((Path(__file__).resolve().parents[1] / "train" / "recipes" / "frontier").glob("*.yaml"))
-    assert {p.stem for p in frontier} == {"pixel_x4", "pixel_x2"}
+    from sr_tool.upscale import shipped_models_dir
+
+    root = Path(__file__).resolve().parents[1] / "train" / "recipes"
+    recipes = {p.stem: TrainConfig.from_dict(yaml.safe_load(p.read_text())) for p in root.glob("*.yaml")}
+    assert set(recipes) >= {"pixel_x4", "pixel_x2", "msssim_x4", "msssim_x2", "perceptual_x4", "perceptual_x2"}
+    for stem, cfg in recipes.items():
+        assert stem.endswith(f"_x{cfg.scale}")
+        card = shipped_models_dir() / f"{stem}.json"
+        if card.is_file():  # a shipped model: its recipe has its architecture and continues from it
+            assert cfg.preset == json.loads(card.read_text())["preset"] and cfg.init == stem.rsplit("_x", 1)[0]
+    for stem in ("photo_x4", "photo_x2"):  # --strength blends photo with pixel: the same architecture
+        pixel = json.loads((shipped_models_dir() / f"pixel{stem[-3:]}.json").read_text())
+        assert recipes[stem].preset == pixel["preset"] and recipes[stem].init == f"models/pixel{stem[-3:]}.onnx"
+    srresnet = {p.stem: TrainConfig.from_dict(yaml.safe_load(p.read_text())) for p in (root / "srresnet").glob("*.yaml")}
+    assert set(srresnet) == {"pixel_x4"} and srresnet["pixel_x4"].preset == "srresnet"  # the msssim, perceptual start
+    frontier = sorted((root / "frontier").glob("*.yaml"))
+    assert {p.stem for p in frontier} == {"pixel_x2"}
     for path in frontier:  # the efficient family, on the free photo set too
         cfg = TrainConfig.from_dict(yaml.safe_load(path.read_text()))
         assert cfg.preset.startswith("rep-") and "train/data/photos" in cfg.train_dirs

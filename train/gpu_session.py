@@ -5,13 +5,16 @@ train/recipes/, in three stages, each model with a wall-time budget to which srt
 count (``--time-budget``), so the learning-rate schedules end in time:
 
     1. pixel_x4                                  (alone: the long run)
-    2. pixel_x2, msssim_x4, perceptual_x4        (side by side; all start from pixel_x4)
-    3. msssim_x2, perceptual_x2                  (side by side; start from pixel_x2)
+    2. pixel_x2, msssim_x4, perceptual_x4        (side by side)
+    3. msssim_x2, perceptual_x2                  (side by side)
 
-``--plan frontier`` trains the efficient family's candidates (train/recipes/frontier/: rep-l pixel
-x4, then x2 from its body), on ``PACK/photos`` too where it was carried (the free photo set of
-train/data, packed with train/pack_data.py). ``--init pixel_x4=FILE`` continues from earlier weights
-(e.g. the last session's export), so sessions add up.
+Each recipe continues from its shipped weights (its ``init``), so sessions add up; ``--init
+pixel_x4=FILE`` starts a model from other weights instead. The data: ``PACK/train``, plus
+``PACK/photos`` where it was carried (the free photo set of train/data, packed with
+train/pack_data.py), which pixel_x4's recipe trains on.
+
+``--plan frontier`` trains the efficient family's next candidate: pixel_x4 as above, then rep-l
+pixel x2 from its body (train/recipes/frontier/pixel_x2.yaml).
 
 After each model it writes ``OUT/<name>.ckpt`` (a slim checkpoint: EMA weights, config, step,
 hardware, wall time, validation metrics; ~6 MB) and refreshes ``OUT/logs.tar.gz`` (every log and
@@ -38,22 +41,23 @@ import tarfile
 import time
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[1]
 
-# Per plan: stages of (model, model it starts from, wall seconds, data workers); the models of a
-# stage run side by side. A plan's recipes are train/recipes/<recipes>/<model>.yaml.
+# Per plan: stages of (recipe under train/recipes, the model of this session it starts from, wall
+# seconds, data workers); the models of a stage run side by side, each named by its recipe's file.
 PLANS = {
-    "shipped": ("", [
+    "shipped": [
         [("pixel_x4", None, 270, 12)],
-        [("pixel_x2", "pixel_x4", 130, 6), ("msssim_x4", "pixel_x4", 90, 4), ("perceptual_x4", "pixel_x4", 90, 4)],
-        [("msssim_x2", "pixel_x2", 75, 6), ("perceptual_x2", "pixel_x2", 75, 6)],
-    ]),
-    # The efficient family (rep-l) on T91 + BSD200 + the free photo set (PACK/photos, if carried).
+        [("pixel_x2", None, 130, 6), ("msssim_x4", None, 90, 4), ("perceptual_x4", None, 90, 4)],
+        [("msssim_x2", None, 75, 6), ("perceptual_x2", None, 75, 6)],
+    ],
     # Untried on a GPU so far: the budgets are a first guess for one 15-minute device session.
-    "frontier": ("frontier", [
+    "frontier": [
         [("pixel_x4", None, 420, 14)],
-        [("pixel_x2", "pixel_x4", 240, 14)],
-    ]),
+        [("frontier/pixel_x2", "pixel_x4", 240, 14)],
+    ],
 }  # fmt: skip
 GRACE_S = 45  # process start, data decoding, the last validation and checkpoint
 
@@ -77,12 +81,13 @@ def main() -> None:
     sys.path[:0] = paths  # for slim_checkpoint here
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")]))
     summary = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "models": {}}
-    recipes, stages = PLANS[args.plan]
+    stages = PLANS[args.plan]
     earlier = dict(item.split("=", 1) for item in args.init)
     summary["plan"] = args.plan
     for stage in stages:
         jobs = []
-        for name, parent, budget, workers in stage:
+        for recipe, parent, budget, workers in stage:
+            name = Path(recipe).name
             if args.only and name not in args.only:
                 continue
             init = args.out / f"{parent}.ckpt" if parent else (Path(earlier[name]) if name in earlier else None)
@@ -91,9 +96,11 @@ def main() -> None:
                 continue
             budget *= args.time_scale
             data = Path(os.path.relpath(pack, REPO))  # paths as the cards will record them
-            photos = ["--data", str(data / "photos")] if (pack / "photos").is_dir() else []
+            recipe_path = REPO / "train" / "recipes" / f"{recipe}.yaml"
+            wants_photos = "train/data/photos" in yaml.safe_load(recipe_path.read_text()).get("train_dirs", [])
+            photos = ["--data", str(data / "photos")] if wants_photos and (pack / "photos").is_dir() else []
             cmd = [
-                sys.executable, "-m", "sr_tool", "train", "--config", str(Path("train/recipes", recipes, f"{name}.yaml")),
+                sys.executable, "-m", "sr_tool", "train", "--config", str(recipe_path.relative_to(REPO)),
                 "--data", str(data / "train"), *photos, "--val", str(data / "val" / "Set5"), "--val", str(data / "val" / "Set14"),
                 "--out", str(args.work / name), "--time-budget", f"{budget:.0f}", "--num-workers", str(workers),
                 "--no-export", *(["--init", str(init)] if init else []), *shlex.split(args.extra),
