@@ -23,10 +23,11 @@ hardware, wall time, validation metrics; ~6 MB) and refreshes ``OUT/logs.tar.gz`
 
 The data comes packed by train/pack_data.py (``PACK/train``, ``PACK/val/Set5``, ``PACK/val/Set14``);
 ``PACK/site`` goes on PYTHONPATH (stlpips-pytorch's AlexNet weight file, pypng). A CPU dry run
-of the whole chain, seconds per model:
+of the whole chain, a minute or so per stage (``--init ''``: tiny models cannot start from the
+shipped weights):
 
-    python train/gpu_session.py --pack gpu_pack --out /tmp/gpu-out --time-scale 0.1 \\
-        --extra "--accelerator cpu --preset srresnet-tiny --batch-size 4 --patch-size 48 --num-workers 1"
+    python train/gpu_session.py --pack gpu_pack --out /tmp/gpu-out --time-scale 0.2 \\
+        --extra "--accelerator cpu --preset srresnet-tiny --init '' --batch-size 4 --patch-size 48 --num-workers 1"
 """
 
 from __future__ import annotations
