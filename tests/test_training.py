@@ -433,25 +433,27 @@ def test_export_cli_from_checkpoint_and_model_file(folders, tmp_path):
 def test_shipped_recipes_are_valid_configs():
     import yaml
 
-    from sr_tool.upscale import shipped_models_dir
+    from sr_tool.upscale import list_builtin_models
+
+    def recipes_in(folder: Path) -> dict[str, TrainConfig]:
+        return {p.stem: TrainConfig.from_dict(yaml.safe_load(p.read_text())) for p in folder.glob("*.yaml")}
 
     root = Path(__file__).resolve().parents[1] / "train" / "recipes"
-    recipes = {p.stem: TrainConfig.from_dict(yaml.safe_load(p.read_text())) for p in root.glob("*.yaml")}
+    cards = {f"{e['name']}_x{e['scale']}": e["card"] for e in list_builtin_models()}
+    recipes = recipes_in(root)
     assert set(recipes) >= {"pixel_x4", "pixel_x2", "msssim_x4", "msssim_x2", "perceptual_x4", "perceptual_x2"}
     for stem, cfg in recipes.items():
         assert stem.endswith(f"_x{cfg.scale}")
-        card = shipped_models_dir() / f"{stem}.json"
-        if card.is_file():  # a shipped model: its recipe has its architecture and continues from it
-            assert cfg.preset == json.loads(card.read_text())["preset"] and cfg.init == stem.rsplit("_x", 1)[0]
+        if stem in cards:  # a shipped model: its recipe has its architecture and continues from it
+            assert cfg.preset == cards[stem]["preset"] and cfg.init == stem.rsplit("_x", 1)[0]
     for stem in ("photo_x4", "photo_x2"):  # --strength blends photo with pixel: the same architecture
-        pixel = json.loads((shipped_models_dir() / f"pixel{stem[-3:]}.json").read_text())
-        assert recipes[stem].preset == pixel["preset"] and recipes[stem].init == f"models/pixel{stem[-3:]}.onnx"
-    srresnet = {p.stem: TrainConfig.from_dict(yaml.safe_load(p.read_text())) for p in (root / "srresnet").glob("*.yaml")}
+        pixel = f"pixel{stem[-3:]}"
+        assert recipes[stem].preset == cards[pixel]["preset"] and recipes[stem].init == f"models/{pixel}.onnx"
+    srresnet = recipes_in(root / "srresnet")
     assert set(srresnet) == {"pixel_x4"} and srresnet["pixel_x4"].preset == "srresnet"  # the msssim, perceptual start
-    frontier = sorted((root / "frontier").glob("*.yaml"))
-    assert {p.stem for p in frontier} == {"pixel_x2"}
-    for path in frontier:  # the efficient family, on the free photo set too
-        cfg = TrainConfig.from_dict(yaml.safe_load(path.read_text()))
+    frontier = recipes_in(root / "frontier")
+    assert set(frontier) == {"pixel_x2"}
+    for cfg in frontier.values():  # the efficient family, on the free photo set too
         assert cfg.preset.startswith("rep-") and "train/data/photos" in cfg.train_dirs
 
 
