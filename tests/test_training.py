@@ -1,4 +1,5 @@
 import json
+import runpy
 import shutil
 import subprocess
 import sys
@@ -455,6 +456,16 @@ def test_shipped_recipes_are_valid_configs():
     assert set(frontier) == {"pixel_x2"}
     for cfg in frontier.values():  # the efficient family, on the free photo set too
         assert cfg.preset.startswith("rep-") and "train/data/photos" in cfg.train_dirs
+    adversarial = recipes_in(root / "gan")  # perceptual candidates: the shipped loss plus a discriminator
+    assert set(adversarial) == {"perceptual_x4", "perceptual_strong_x4"}
+    for cfg in adversarial.values():
+        assert cfg.init == "perceptual" and cfg.preset == cards["perceptual_x4"]["preset"]
+        names = [name for _, name in parse_loss_spec(cfg.loss)]
+        assert "gan" in names and "spectral-excess" in names
+    session = runpy.run_path(str(root.parents[1] / "train" / "gpu_session.py"))  # __name__ is not __main__
+    for plan in session["PLANS"].values():  # every device plan names recipes that exist
+        for recipe, *_ in (job for stage in plan for job in stage):
+            assert (root / f"{recipe}.yaml").is_file(), recipe
 
 
 def test_paired_lr_folders_give_aligned_crops(folders, tmp_path):

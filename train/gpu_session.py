@@ -16,6 +16,10 @@ train/pack_data.py), which pixel_x4's recipe trains on.
 ``--plan frontier`` trains the efficient family's next candidate: pixel_x4 as above, then rep-l
 pixel x2 from its body (train/recipes/frontier/pixel_x2.yaml).
 
+``--plan perceptual-gan`` trains two adversarial candidates for perceptual x4 side by side
+(train/recipes/gan/: the shipped perceptual loss plus a patch discriminator at weight 0.01 and 0.05),
+each from the shipped perceptual x4; no model of the plan ships until its crops were looked at.
+
 After each model it writes ``OUT/<name>.ckpt`` (a slim checkpoint: EMA weights, config, step,
 hardware, wall time, validation metrics; ~6 MB) and refreshes ``OUT/logs.tar.gz`` (every log and
 ``summary.json``), so a session cut short still returns what finished. Export afterwards with
@@ -58,6 +62,11 @@ PLANS = {
     "frontier": [
         [("pixel_x4", None, 420, 14)],
         [("frontier/pixel_x2", "pixel_x4", 240, 14)],
+    ],
+    # Issue #10: two adversarial perceptual x4 candidates side by side (gan weight 0.01 and 0.05),
+    # from the shipped perceptual x4; the crops where each differs most from pixel decide.
+    "perceptual-gan": [
+        [("gan/perceptual_x4", None, 420, 7), ("gan/perceptual_strong_x4", None, 420, 7)],
     ],
 }  # fmt: skip
 GRACE_S = 45  # process start, data decoding, the last validation and checkpoint
