@@ -343,7 +343,7 @@ def test_init_takes_a_built_in_model_name(folders, tmp_path, caplog):
     if not builtin_model_files("pixel"):
         pytest.skip("built-in models not installed")
     with caplog.at_level("INFO"):
-        result = train(_cfg(folders, tmp_path / "run", preset="srresnet", init="pixel", max_steps=1, val_dirs=[]))
+        result = train(_cfg(folders, tmp_path / "run", preset="rep-l", init="pixel", max_steps=1, val_dirs=[]))
     card = torch.load(result.last_checkpoint, weights_only=True)["hyper_parameters"]["train_config"]
     assert card["init"].endswith("pixel_x2.onnx") and "--init: " in caplog.text and "left as initialised" in caplog.text
     with pytest.raises(ModelNotFound, match="did you mean pixel"):
@@ -450,12 +450,10 @@ def test_shipped_recipes_are_valid_configs():
     for stem in ("photo_x4", "photo_x2"):  # --strength blends photo with pixel: the same architecture
         pixel = f"pixel{stem[-3:]}"
         assert recipes[stem].preset == cards[pixel]["preset"] and recipes[stem].init == f"models/{pixel}.onnx"
-    srresnet = recipes_in(root / "srresnet")
-    assert set(srresnet) == {"pixel_x4"} and srresnet["pixel_x4"].preset == "srresnet"  # the msssim, perceptual start
-    frontier = recipes_in(root / "frontier")
-    assert set(frontier) == {"pixel_x2"}
-    for cfg in frontier.values():  # the efficient family, on the free photo set too
-        assert cfg.preset.startswith("rep-") and "train/data/photos" in cfg.train_dirs
+    srresnet = recipes_in(root / "srresnet")  # where the msssim and perceptual models started
+    assert set(srresnet) == {"pixel_x4", "pixel_x2"} and {c.preset for c in srresnet.values()} == {"srresnet"}
+    for stem in ("pixel_x4", "pixel_x2"):  # the efficient family, on the free photo set too
+        assert recipes[stem].preset.startswith("rep-") and "train/data/photos" in recipes[stem].train_dirs
     adversarial = recipes_in(root / "gan")  # perceptual candidates: the shipped loss plus a discriminator
     assert set(adversarial) == {"perceptual_x4", "perceptual_strong_x4"}
     for cfg in adversarial.values():

@@ -13,8 +13,8 @@ pixel_x4=FILE`` starts a model from other weights instead. The data: ``PACK/trai
 ``PACK/photos`` where it was carried (the free photo set of train/data, packed with
 train/pack_data.py), which pixel_x4's recipe trains on.
 
-``--plan frontier`` trains the efficient family's next candidate: pixel_x4 as above, then rep-l
-pixel x2 from its body (train/recipes/frontier/pixel_x2.yaml).
+``--plan frontier`` trains only the efficient family's two models (rep-l), longer: pixel_x4, then
+pixel_x2, each from its shipped weights.
 
 ``--plan perceptual-gan`` trains two adversarial candidates for perceptual x4 side by side
 (train/recipes/gan/: the shipped perceptual loss plus a patch discriminator at weight 0.01 and 0.05),
@@ -61,7 +61,7 @@ PLANS = {
     # Untried on a GPU so far: the budgets are a first guess for one 15-minute device session.
     "frontier": [
         [("pixel_x4", None, 420, 14)],
-        [("frontier/pixel_x2", "pixel_x4", 240, 14)],
+        [("pixel_x2", None, 240, 14)],
     ],
     # Issue #10: two adversarial perceptual x4 candidates side by side (gan weight 0.01 and 0.05),
     # from the shipped perceptual x4; the crops where each differs most from pixel decide.
