@@ -496,6 +496,33 @@ def export(
 
 
 @app.command(cls=_Command)
+def average(
+    models: Annotated[list[str], typer.Argument(metavar="MODELS", help="ONNX models of one architecture and scale, fine-tuned from one start (export checkpoints first: srtool export CKPT -o X.onnx).", show_default=False)],
+    output: Annotated[str, Opt("-o", "--output", metavar="ONNX", help="ONNX file to write; the card goes beside it as .json.")],
+    weights: Annotated[str | None, Opt("--weights", metavar="W,W,...", help="One weight per model (normalised to sum 1); default: equal.")] = None,
+) -> None:
+    """Average the weights of several fine-tunes of one model (a "model soup"): often better than each."""
+    from sr_tool.interpolate import write_average
+
+    try:
+        parsed = None if weights is None else [float(w) for w in weights.split(",")]
+    except ValueError:
+        _fail(f"--weights {weights}: expected numbers separated by commas, e.g. 1,1,2")
+    for model in models:
+        if not model.lower().endswith(".onnx"):
+            _fail(f"{model}: srtool averages ONNX models; export it first (srtool export {model} -o NAME.onnx)")
+    try:
+        onnx_path, card = write_average(models, output, parsed)
+    except FileNotFoundError as err:
+        _fail(f"{err.filename}: no such file")
+    except OSError as err:
+        _fail(f"{err.filename}: {err.strerror}")
+    except ValueError as err:
+        _fail(str(err))
+    typer.echo(f"wrote {onnx_path} and {card} (the mean of {len(models)} models)")
+
+
+@app.command(cls=_Command)
 def presets() -> None:
     """List the architecture presets with their sizes and parameter counts (as exported: folded)."""
     from sr_tool.archs import PRESETS, build_model, fold, parameter_count, preset_config

@@ -1,14 +1,23 @@
-"""Network interpolation: one model whose weights mix two models of the same architecture.
+"""Weight mixing: one model whose weights mix several models of the same architecture.
 
-``strength * a + (1 - strength) * b`` for every weight, as ESRGAN (Wang et al. 2018) and Real-ESRGAN's
-denoise strength (``-dn``) do. Between a model trained for noisy, compressed input and its clean
-partner, ``strength`` sets how hard noise and JPEG artifacts are removed. It works because the two
-were fine-tuned from one start, so their weights stay close. The mix is made once, before any
-image runs; it costs about as much as loading the two files.
+Two uses, one operation (a weighted mean of every float weight):
+
+- **Network interpolation** (:func:`interpolate_onnx`): ``strength * a + (1 - strength) * b``, as ESRGAN
+  (Wang et al. 2018) and Real-ESRGAN's denoise strength (``-dn``) do. Between a model trained for noisy,
+  compressed input and its clean partner, ``strength`` sets how hard noise and JPEG artifacts are
+  removed. The mix is made once, before any image runs; it costs about as much as loading the files.
+- **Weight averaging** (:func:`average_onnx`, ``srtool average``): the mean of several fine-tunes of
+  one model, a "model soup" (Wortsman et al. 2022). It often scores above each of them, because the
+  mean sits nearer the middle of the flat region they all landed in.
+
+Both work because the models were trained from one start, so their weights stay close. The ONNX
+files hold inference (folded) weights, so re-parameterised models are mixed in their folded form.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,19 +30,90 @@ def interpolate_onnx(model: str | Path, partner: str | Path, strength: float) ->
     ``strength`` 1 is ``model``, 0 is ``partner``. Both must be the same architecture."""
     if not 0 <= strength <= 1:
         raise ValueError(f"strength must be between 0 and 1, got {strength:g}")
-    a, b = onnx.load(str(model)), onnx.load(str(partner))
-    if [n.op_type for n in a.graph.node] != [n.op_type for n in b.graph.node]:
-        raise ValueError(f"{partner}: not the same architecture as {model} (their graphs differ)")
-    others = {init.name: init for init in b.graph.initializer}
-    for init in a.graph.initializer:
-        x = numpy_helper.to_array(init)
-        other = others.get(init.name)
-        y = numpy_helper.to_array(other) if other is not None else None
-        if y is None or y.shape != x.shape or y.dtype != x.dtype:
-            raise ValueError(f"{partner}: not the same architecture as {model} (weight {init.name} differs)")
+    return average_onnx([model, partner], [strength, 1 - strength])
+
+
+def average_onnx(models: Sequence[str | Path], weights: Sequence[float] | None = None) -> onnx.ModelProto:
+    """The first model's graph and metadata with every float weight replaced by the weighted mean
+    of that weight over ``models`` (equal weights by default; weights >= 0, normalised to sum 1).
+    All must be the same architecture and scale; a ``ValueError`` names the first that is not."""
+    if not models:
+        raise ValueError("no models to average")
+    weights = [1.0] * len(models) if weights is None else [float(w) for w in weights]
+    if len(weights) != len(models):
+        raise ValueError(f"{len(weights)} weights for {len(models)} models")
+    if min(weights) < 0 or sum(weights) <= 0:
+        raise ValueError(f"weights must be >= 0 and not all 0, got {', '.join(f'{w:g}' for w in weights)}")
+    total = sum(weights)
+    first, protos = models[0], [_load(m) for m in models]
+    base = protos[0]
+    arrays = [{init.name: numpy_helper.to_array(init) for init in p.graph.initializer} for p in protos]
+    for path, proto, named in zip(models[1:], protos[1:], arrays[1:]):
+        _check_same_architecture(first, base, arrays[0], path, proto, named)
+    for init in base.graph.initializer:
+        x = arrays[0][init.name]
         if np.issubdtype(x.dtype, np.floating):
-            mixed = strength * x.astype(np.float64) + (1 - strength) * y.astype(np.float64)
-            init.CopyFrom(numpy_helper.from_array(mixed.astype(x.dtype), init.name))
-        elif not np.array_equal(x, y):
-            raise ValueError(f"{partner}: not the same architecture as {model} (constant {init.name} differs)")
-    return a
+            mixed = sum((w / total) * named[init.name].astype(np.float64) for w, named in zip(weights, arrays))
+            init.CopyFrom(numpy_helper.from_array(np.asarray(mixed).astype(x.dtype), init.name))
+    return base
+
+
+def _load(path: str | Path) -> onnx.ModelProto:
+    try:
+        return onnx.load(str(path))
+    except OSError:
+        raise
+    except Exception as err:  # protobuf's DecodeError and kin: not an ONNX file
+        raise ValueError(f"{path}: not an ONNX model ({type(err).__name__})") from None
+
+
+def _check_same_architecture(first, base: onnx.ModelProto, base_arrays: dict, path, proto: onnx.ModelProto,
+                             arrays: dict) -> None:  # fmt: skip
+    def differs(what: str) -> ValueError:
+        return ValueError(f"{path}: not the same architecture as {first} ({what})")
+
+    if [n.op_type for n in base.graph.node] != [n.op_type for n in proto.graph.node]:
+        raise differs("their graphs differ")
+    scales = [{p.key: p.value for p in m.metadata_props}.get("srtool.scale") for m in (base, proto)]
+    if scales[0] != scales[1]:
+        raise differs(f"scale {scales[1]} against {scales[0]}")
+    for name, x in base_arrays.items():
+        y = arrays.get(name)
+        if y is None or y.shape != x.shape or y.dtype != x.dtype:
+            raise differs(f"weight {name} differs")
+        if not np.issubdtype(x.dtype, np.floating) and not np.array_equal(x, y):
+            raise differs(f"constant {name} differs")
+
+
+def write_average(models: Sequence[str | Path], output: str | Path,
+                  weights: Sequence[float] | None = None) -> tuple[Path, Path]:  # fmt: skip
+    """Average ``models`` (:func:`average_onnx`) into ``output`` (.onnx) with a card beside it
+    (``<name>.json``): what the first model's card says of the architecture, loss and data, and
+    ``average_of``, each source with its SHA-256 and weight. Returns (onnx path, card path)."""
+    import hashlib
+
+    from sr_tool import __version__
+    from sr_tool.files import atomic_output
+
+    output = Path(output)
+    if output.suffix.lower() != ".onnx":
+        raise ValueError(f"{output}: the average is an ONNX file; name it .onnx")
+    if any(Path(m).resolve() == output.resolve() for m in models):
+        raise ValueError(f"{output}: is one of the models to average; write the average to a new file")
+    proto = average_onnx(models, weights)
+    weights = [1.0] * len(models) if weights is None else [float(w) for w in weights]
+    first_card = Path(models[0]).with_suffix(".json")
+    described = json.loads(first_card.read_text()) if first_card.is_file() else {}
+    # what the sources share; their training records and scores describe each source, not the mean
+    shared = ("architecture", "preset", "parameters", "scale", "loss", "loss_networks", "recipe", "data")
+    card = {"name": output.stem, "srtool_version": __version__, **{k: described[k] for k in shared if k in described}}
+    card["average_of"] = [
+        {"file": str(m), "sha256": hashlib.sha256(Path(m).read_bytes()).hexdigest(), "weight": w / sum(weights)}
+        for m, w in zip(models, weights)
+    ]
+    with atomic_output(output) as tmp:
+        onnx.save(proto, str(tmp))
+    card_path = output.with_suffix(".json")
+    with atomic_output(card_path) as tmp:
+        tmp.write_text(json.dumps(card, indent=2) + "\n")
+    return output, card_path

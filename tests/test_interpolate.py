@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from helpers import tiny_onnx
 from sr_tool.cli import app
 from sr_tool.image_io import LoadedImage, read_image
-from sr_tool.interpolate import interpolate_onnx
+from sr_tool.interpolate import average_onnx, interpolate_onnx
 from sr_tool.upscale import Upscaler
 
 runner = CliRunner()
@@ -69,3 +69,61 @@ def test_cli_strength_needs_a_model_with_a_partner(tmp_path, photo_pair):
                                  "-o", str(tmp_path / "out.png")])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert read_image(tmp_path / "out.png").size == (292, 194)
+
+
+def test_average_is_the_weighted_mean_of_every_float_weight():
+    paths = [tiny_onnx(2, seed=s) for s in (0, 1, 2)]
+    ws = [_weights(onnx.load(p)) for p in paths]
+    floats = [k for k in ws[0] if np.issubdtype(ws[0][k].dtype, np.floating)]
+    mean, weighted = _weights(average_onnx(paths)), _weights(average_onnx(paths, [1, 0, 3]))
+    for k in floats:
+        np.testing.assert_allclose(mean[k], (ws[0][k] + ws[1][k] + ws[2][k]) / 3, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(weighted[k], (ws[0][k] + 3 * ws[2][k]) / 4, rtol=1e-5, atol=1e-7)
+
+
+def test_average_refuses_other_scales_bad_weights_and_files_that_are_not_models(tmp_path):
+    with pytest.raises(ValueError, match="not the same architecture"):
+        average_onnx([tiny_onnx(2), tiny_onnx(2, seed=1), tiny_onnx(4)])
+    with pytest.raises(ValueError, match="2 weights for 3 models"):
+        average_onnx([tiny_onnx(2)] * 3, [1, 1])
+    with pytest.raises(ValueError, match=">= 0"):
+        average_onnx([tiny_onnx(2), tiny_onnx(2, seed=1)], [1, -1])
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="junk.onnx: not an ONNX model"):
+        average_onnx([tiny_onnx(2), junk])
+
+
+def test_cli_average_writes_a_model_and_a_card_that_names_its_sources(tmp_path):
+    a, b = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    shutil.copy(tiny_onnx(2, seed=0), a)
+    shutil.copy(tiny_onnx(2, seed=1), b)
+    (tmp_path / "a.json").write_text(json.dumps({"name": "a", "scale": 2, "loss": "l1", "steps": 7, "validation": {}}))
+    out = tmp_path / "soup" / "mean.onnx"
+    result = runner.invoke(app, ["average", str(a), str(b), "-o", str(out), "--weights", "3,1"])
+    assert result.exit_code == 0, result.output
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["name"] == "mean" and card["loss"] == "l1" and "steps" not in card and "validation" not in card
+    assert [(s["file"], s["weight"]) for s in card["average_of"]] == [(str(a), 0.75), (str(b), 0.25)]
+    written, expected = _weights(onnx.load(out)), _weights(interpolate_onnx(a, b, 0.75))
+    assert all(np.allclose(written[k], expected[k], rtol=1e-5, atol=1e-7) for k in expected)
+    image = LoadedImage.from_tensors(read_image("examples/zebra.png").pixels[..., :40, :48])
+    mixed = Upscaler(str(out), 2, device="cpu").upscale(image).pixels
+    assert mixed.shape[:2] == (80, 96)
+    assert not np.array_equal(mixed, Upscaler(str(a), 2, device="cpu").upscale(image).pixels)
+
+
+def test_cli_average_refuses_bad_input_with_one_line_and_keeps_the_inputs(tmp_path):
+    a = tmp_path / "a.onnx"
+    shutil.copy(tiny_onnx(2), a)
+    before = a.read_bytes()
+    for args, message in [
+        ([str(a), str(tiny_onnx(2, seed=1)), "-o", str(a)], "is one of the models to average"),
+        ([str(a), "missing.onnx", "-o", str(tmp_path / "o.onnx")], "missing.onnx: no such file"),
+        ([str(a), "model.pt", "-o", str(tmp_path / "o.onnx")], "model.pt: srtool averages ONNX models; export it first"),
+        ([str(a), str(tiny_onnx(4)), "-o", str(tmp_path / "o.onnx")], "not the same architecture"),
+        ([str(a), str(a), "--weights", "1,x", "-o", str(tmp_path / "o.onnx")], "--weights 1,x: expected numbers"),
+    ]:
+        result = runner.invoke(app, ["average", *args])
+        assert result.exit_code == 2 and message in result.output, (args, result.output)
+    assert a.read_bytes() == before and not (tmp_path / "o.onnx").exists()
