@@ -101,6 +101,9 @@ def write_average(models: Sequence[str | Path], output: str | Path,
     if any(Path(m).resolve() == output.resolve() for m in models):
         raise ValueError(f"{output}: is one of the models to average; write the average to a new file")
     proto = average_onnx(models, weights)
+    kept = [p for p in proto.metadata_props if p.key != "srtool.steps"]  # the first model's training steps
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
     weights = [1.0] * len(models) if weights is None else [float(w) for w in weights]
     first_card = Path(models[0]).with_suffix(".json")
     described = json.loads(first_card.read_text()) if first_card.is_file() else {}

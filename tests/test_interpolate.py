@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from helpers import tiny_onnx
 from sr_tool.cli import app
+from sr_tool.export import read_metadata
 from sr_tool.image_io import LoadedImage, read_image
 from sr_tool.interpolate import average_onnx, interpolate_onnx
 from sr_tool.upscale import Upscaler
@@ -98,6 +99,9 @@ def test_cli_average_writes_a_model_and_a_card_that_names_its_sources(tmp_path):
     a, b = tmp_path / "a.onnx", tmp_path / "b.onnx"
     shutil.copy(tiny_onnx(2, seed=0), a)
     shutil.copy(tiny_onnx(2, seed=1), b)
+    proto = onnx.load(a)  # a training export records its steps: they describe a, not the mean
+    proto.metadata_props.add(key="srtool.steps", value="7")
+    onnx.save(proto, a)
     (tmp_path / "a.json").write_text(json.dumps({"name": "a", "scale": 2, "loss": "l1", "steps": 7, "validation": {}}))
     out = tmp_path / "soup" / "mean.onnx"
     result = runner.invoke(app, ["average", str(a), str(b), "-o", str(out), "--weights", "3,1"])
@@ -106,6 +110,8 @@ def test_cli_average_writes_a_model_and_a_card_that_names_its_sources(tmp_path):
     assert card["name"] == "mean" and card["loss"] == "l1" and "steps" not in card and "validation" not in card
     assert [(s["file"], s["weight"]) for s in card["average_of"]] == [(str(a), 0.75), (str(b), 0.25)]
     written, expected = _weights(onnx.load(out)), _weights(interpolate_onnx(a, b, 0.75))
+    metadata = read_metadata(out)
+    assert metadata["scale"] == "2" and "steps" not in metadata and read_metadata(a)["steps"] == "7"
     assert all(np.allclose(written[k], expected[k], rtol=1e-5, atol=1e-7) for k in expected)
     image = LoadedImage.from_tensors(read_image("examples/zebra.png").pixels[..., :40, :48])
     mixed = Upscaler(str(out), 2, device="cpu").upscale(image).pixels
