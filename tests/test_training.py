@@ -450,9 +450,10 @@ def test_shipped_recipes_are_valid_configs():
     for stem in ("photo_x4", "photo_x2"):  # --strength blends photo with pixel: the same architecture
         pixel = f"pixel{stem[-3:]}"
         assert recipes[stem].preset == cards[pixel]["preset"] and recipes[stem].init == f"models/{pixel}.onnx"
-    srresnet = recipes_in(root / "srresnet")  # where the msssim and perceptual models started
-    assert set(srresnet) == {"pixel_x4", "pixel_x2"} and {c.preset for c in srresnet.values()} == {"srresnet"}
-    for stem in ("pixel_x4", "pixel_x2"):  # the efficient family, on the free photo set too
+    srresnet = recipes_in(root / "srresnet")  # the models rep-l replaced; the perceptual models started there
+    assert set(srresnet) == {f"{n}_x{s}" for n in ("pixel", "msssim") for s in (2, 4)}
+    assert {c.preset for c in srresnet.values()} == {"srresnet"}
+    for stem in ("pixel_x4", "pixel_x2", "msssim_x4", "msssim_x2"):  # the efficient family, on the photo set too
         assert recipes[stem].preset.startswith("rep-") and "train/data/photos" in recipes[stem].train_dirs
     adversarial = recipes_in(root / "gan")  # perceptual candidates: the shipped loss plus a discriminator
     assert set(adversarial) == {"perceptual_x4", "perceptual_strong_x4"}

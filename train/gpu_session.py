@@ -11,7 +11,7 @@ count (``--time-budget``), so the learning-rate schedules end in time:
 Each recipe continues from its shipped weights (its ``init``), so sessions add up; ``--init
 pixel_x4=FILE`` starts a model from other weights instead. The data: ``PACK/train``, plus
 ``PACK/photos`` where it was carried (the free photo set of train/data, packed with
-train/pack_data.py), which pixel_x4's recipe trains on.
+train/pack_data.py), which the rep-l recipes (pixel, msssim) train on.
 
 ``--plan frontier`` trains only the efficient family's two models (rep-l), longer: pixel_x4, then
 pixel_x2, each from its shipped weights.
