@@ -106,7 +106,10 @@ def write_average(models: Sequence[str | Path], output: str | Path,
     proto.metadata_props.extend(kept)
     weights = [1.0] * len(models) if weights is None else [float(w) for w in weights]
     first_card = Path(models[0]).with_suffix(".json")
-    described = json.loads(first_card.read_text()) if first_card.is_file() else {}
+    try:
+        described = json.loads(first_card.read_text()) if first_card.is_file() else {}
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{first_card}: not a model card ({err.msg} at line {err.lineno})") from None
     # what the sources share; their training records and scores describe each source, not the mean
     shared = ("architecture", "preset", "parameters", "scale", "loss", "loss_networks", "recipe", "data")
     card = {"name": output.stem, "srtool_version": __version__, **{k: described[k] for k in shared if k in described}}

@@ -120,8 +120,10 @@ def test_cli_average_writes_a_model_and_a_card_that_names_its_sources(tmp_path):
 
 
 def test_cli_average_refuses_bad_input_with_one_line_and_keeps_the_inputs(tmp_path):
-    a = tmp_path / "a.onnx"
+    a, b = tmp_path / "a.onnx", tmp_path / "b.onnx"
     shutil.copy(tiny_onnx(2), a)
+    shutil.copy(tiny_onnx(2, seed=1), b)
+    (tmp_path / "b.json").write_text("{not json")
     before = a.read_bytes()
     for args, message in [
         ([str(a), str(tiny_onnx(2, seed=1)), "-o", str(a)], "is one of the models to average"),
@@ -129,6 +131,7 @@ def test_cli_average_refuses_bad_input_with_one_line_and_keeps_the_inputs(tmp_pa
         ([str(a), "model.pt", "-o", str(tmp_path / "o.onnx")], "model.pt: srtool averages ONNX models; export it first"),
         ([str(a), str(tiny_onnx(4)), "-o", str(tmp_path / "o.onnx")], "not the same architecture"),
         ([str(a), str(a), "--weights", "1,x", "-o", str(tmp_path / "o.onnx")], "--weights 1,x: expected numbers"),
+        ([str(b), str(a), "-o", str(tmp_path / "o.onnx")], "b.json: not a model card"),
     ]:
         result = runner.invoke(app, ["average", *args])
         assert result.exit_code == 2 and message in result.output, (args, result.output)
