@@ -37,44 +37,52 @@ def average_onnx(models: Sequence[str | Path], weights: Sequence[float] | None =
     """The first model's graph and metadata with every float weight replaced by the weighted mean
     of that weight over ``models`` (equal weights by default; weights >= 0, normalised to sum 1).
     All must be the same architecture and scale; a ``ValueError`` names the first that is not."""
-    if not models:
-        raise ValueError("no models to average")
-    weights = [1.0] * len(models) if weights is None else [float(w) for w in weights]
-    if len(weights) != len(models):
-        raise ValueError(f"{len(weights)} weights for {len(models)} models")
-    if min(weights) < 0 or sum(weights) <= 0:
-        raise ValueError(f"weights must be >= 0 and not all 0, got {', '.join(f'{w:g}' for w in weights)}")
-    total = sum(weights)
-    first, protos = models[0], [_load(m) for m in models]
-    base = protos[0]
-    arrays = [{init.name: numpy_helper.to_array(init) for init in p.graph.initializer} for p in protos]
-    for path, proto, named in zip(models[1:], protos[1:], arrays[1:]):
+    return _average([(m, _parse(m, Path(m).read_bytes())) for m in models], weights)
+
+
+def _average(sources: list[tuple[str | Path, onnx.ModelProto]], weights: Sequence[float] | None) -> onnx.ModelProto:
+    shares = _shares(weights, len(sources))
+    (first, base), *others = sources
+    arrays = [{init.name: numpy_helper.to_array(init) for init in proto.graph.initializer} for _, proto in sources]
+    for (path, proto), named in zip(others, arrays[1:]):
         _check_same_architecture(first, base, arrays[0], path, proto, named)
     for init in base.graph.initializer:
         x = arrays[0][init.name]
         if np.issubdtype(x.dtype, np.floating):
-            mixed = sum((w / total) * named[init.name].astype(np.float64) for w, named in zip(weights, arrays))
+            mixed = sum(share * named[init.name].astype(np.float64) for share, named in zip(shares, arrays))
             init.CopyFrom(numpy_helper.from_array(np.asarray(mixed).astype(x.dtype), init.name))
     return base
 
 
-def _load(path: str | Path) -> onnx.ModelProto:
+def _shares(weights: Sequence[float] | None, count: int) -> list[float]:
+    """``weights`` (equal if None) checked against ``count`` models and normalised to sum 1."""
+    if not count:
+        raise ValueError("no models to average")
+    weights = [1.0] * count if weights is None else [float(w) for w in weights]
+    if len(weights) != count:
+        raise ValueError(f"{len(weights)} weights for {count} models")
+    if min(weights) < 0 or sum(weights) <= 0:
+        raise ValueError(f"weights must be >= 0 and not all 0, got {', '.join(f'{w:g}' for w in weights)}")
+    return [w / sum(weights) for w in weights]
+
+
+def _parse(path: str | Path, data: bytes) -> onnx.ModelProto:
     try:
-        return onnx.load(str(path))
-    except OSError:
-        raise
+        return onnx.load_model_from_string(data)
     except Exception as err:  # protobuf's DecodeError and kin: not an ONNX file
         raise ValueError(f"{path}: not an ONNX model ({type(err).__name__})") from None
 
 
 def _check_same_architecture(first, base: onnx.ModelProto, base_arrays: dict, path, proto: onnx.ModelProto,
                              arrays: dict) -> None:  # fmt: skip
+    from sr_tool.export import read_metadata
+
     def differs(what: str) -> ValueError:
         return ValueError(f"{path}: not the same architecture as {first} ({what})")
 
     if [n.op_type for n in base.graph.node] != [n.op_type for n in proto.graph.node]:
         raise differs("their graphs differ")
-    scales = [{p.key: p.value for p in m.metadata_props}.get("srtool.scale") for m in (base, proto)]
+    scales = [read_metadata(None, m).get("scale") for m in (base, proto)]
     if scales[0] != scales[1]:
         raise differs(f"scale {scales[1]} against {scales[0]}")
     for name, x in base_arrays.items():
@@ -100,11 +108,11 @@ def write_average(models: Sequence[str | Path], output: str | Path,
         raise ValueError(f"{output}: the average is an ONNX file; name it .onnx")
     if any(Path(m).resolve() == output.resolve() for m in models):
         raise ValueError(f"{output}: is one of the models to average; write the average to a new file")
-    proto = average_onnx(models, weights)
+    contents = [Path(m).read_bytes() for m in models]  # each file read once: parsed and hashed
+    proto = _average([(m, _parse(m, data)) for m, data in zip(models, contents)], weights)
     kept = [p for p in proto.metadata_props if p.key != "srtool.steps"]  # the first model's training steps
     del proto.metadata_props[:]
     proto.metadata_props.extend(kept)
-    weights = [1.0] * len(models) if weights is None else [float(w) for w in weights]
     first_card = Path(models[0]).with_suffix(".json")
     try:
         described = json.loads(first_card.read_text()) if first_card.is_file() else {}
@@ -114,8 +122,8 @@ def write_average(models: Sequence[str | Path], output: str | Path,
     shared = ("architecture", "preset", "parameters", "scale", "loss", "loss_networks", "recipe", "data")
     card = {"name": output.stem, "srtool_version": __version__, **{k: described[k] for k in shared if k in described}}
     card["average_of"] = [
-        {"file": str(m), "sha256": hashlib.sha256(Path(m).read_bytes()).hexdigest(), "weight": w / sum(weights)}
-        for m, w in zip(models, weights)
+        {"file": str(m), "sha256": hashlib.sha256(data).hexdigest(), "weight": share}
+        for m, data, share in zip(models, contents, _shares(weights, len(models)))
     ]
     with atomic_output(output) as tmp:
         onnx.save(proto, str(tmp))
