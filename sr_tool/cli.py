@@ -390,7 +390,7 @@ def make_lr(
 ) -> None:
     """Degraded LR test sets for `srtool eval --lr`: the benchmark's bicubic LR, plus noise, then JPEG.
 
-    BSD100 x4 with JPEG 75: srtool make-lr ../shared/data/BSD100 evals/lr/BSD100_jpeg75 -x 4 --jpeg 75"""
+    BSD100 x4 with JPEG 75: srtool make-lr ../shared/data/BSD100 evals/lr/BSD100_x4_jpeg75 -x 4 --jpeg 75"""
     from sr_tool.evaluate import make_lr_set
     from sr_tool.image_io import ImageReadError, ImageWriteError
 

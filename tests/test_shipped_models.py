@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sr_tool.evaluate import upscale_region
-from sr_tool.image_io import read_image, to_tensor
+from sr_tool.image_io import read_image, to_tensor, write_image
 from sr_tool.losses import loss_networks
 from sr_tool.metrics import ARTIFACT_THRESHOLD, psnr_y, spectral_excess
 from sr_tool.upscale import Upscaler, list_builtin_models, shipped_models_dir
@@ -100,3 +100,24 @@ def test_shipped_model_passes_the_artifact_check(name, data_dir):
     model, scale = name.rsplit("_x", 1)
     values = _model_crop_excess(model, int(scale))
     assert np.median(values) < ARTIFACT_THRESHOLD, values
+
+
+# -- the photo model (issue #11) ---------------------------------------------------------------------
+PHOTO = [name for name in SHIPPED if name.startswith("photo_")]
+
+
+@pytest.mark.parametrize("name", PHOTO)
+def test_photo_model_restores_a_jpeg_input_that_pixel_sharpens(name, data_dir, tmp_path):
+    """On zebra's LR saved as JPEG 75 (8x8 blocks over the stripes), photo must beat pixel and bicubic
+    clearly, paint no periodic pattern, and name pixel as its --strength partner."""
+    scale = int(name[-1])
+    card = json.loads((shipped_models_dir() / f"{name}.json").read_text())
+    assert card["strength_partner"] == "pixel" and card["data"]["degradations"] != "clean"
+    lr = read_image(data_dir / "Set14" / "LR_bicubic" / f"X{scale}" / f"zebrax{scale}.png")
+    jpeg = read_image(write_image(tmp_path / "zebra.jpg", lr.array, info=lr.info, quality=75))
+    hr = read_image(data_dir / "Set14" / "HR" / "zebra.png").array
+    hr = hr[: jpeg.size[1] * scale, : jpeg.size[0] * scale]
+    out = {m: Upscaler(m, scale, device="cpu").upscale(jpeg).pixels for m in ("bicubic", "pixel", "photo")}
+    psnr = {m: float(psnr_y(to_tensor(o), to_tensor(hr), scale)) for m, o in out.items()}
+    assert psnr["photo"] > psnr["pixel"] + 0.3 and psnr["photo"] > psnr["bicubic"] + 0.5, psnr
+    assert _excess(out["photo"], hr) < ARTIFACT_THRESHOLD

@@ -4,9 +4,9 @@
       srtool eval -m pixel -m msssim -m perceptual --data ../shared/data/$s -x $x \\
           --metrics psnr_y,ssim_y,ms_ssim,st_lpips,st_lpips_vgg,artifact --csv evals/eval_${s}_x$x.csv
     done; done
-    # degraded LR (a set named <Set>-<kind> reads --lr evals/lr/<Set>_<kind>, made by srtool make-lr)
-    srtool make-lr ../shared/data/BSD100 evals/lr/BSD100_jpeg75 -x 4 --jpeg 75
-    srtool eval -m pixel -m photo --data ../shared/data/BSD100 --lr evals/lr/BSD100_jpeg75 -x 4 \\
+    # degraded LR (a set named <Set>-<kind> at scale s reads --lr evals/lr/<Set>_x<s>_<kind>, made by srtool make-lr)
+    srtool make-lr ../shared/data/BSD100 evals/lr/BSD100_x4_jpeg75 -x 4 --jpeg 75
+    srtool eval -m pixel -m photo --data ../shared/data/BSD100 --lr evals/lr/BSD100_x4_jpeg75 -x 4 \\
         --metrics psnr_y,st_lpips,st_lpips_vgg,artifact --csv evals/eval_BSD100-jpeg75_x4.csv
     python train/results_table.py evals --cards models
 
@@ -37,7 +37,7 @@ COLUMNS = {"psnr_y": ("PSNR-Y", 2), "ssim_y": ("SSIM-Y", 4), "ms_ssim": ("MS-SSI
 def command(set_name: str, scale: int, models: list[str], metrics: list[str]) -> str:
     """The ``srtool eval`` command line that scores ``models`` on a set as this table names it."""
     base, _, kind = set_name.partition("-")
-    lr = f" --lr evals/lr/{base}_{kind}" if kind else ""
+    lr = f" --lr evals/lr/{base}_x{scale}_{kind}" if kind else ""
     return (f"srtool eval {' '.join(f'-m {m}' for m in models)} --data ../shared/data/{base}{lr} -x {scale} "
             f"--metrics {','.join(metrics)}")  # fmt: skip
 
