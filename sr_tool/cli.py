@@ -71,8 +71,8 @@ def upscale(
     inputs: Annotated[list[str], typer.Argument(metavar="INPUTS", help="Image files, folders or globs.", show_default=False)],
     output: Annotated[str | None, Opt("-o", "--output", metavar="PATH", help="Output file (one input) or folder; default: beside each input.", rich_help_panel=_OUTPUT)] = None,
     scale: Annotated[float | None, Opt("-x", "--scale", metavar="S", help="Upscaling factor; any value above 1 (e.g. 2, 3, 4, 1.5). Default: 4 for the built-in models, a model file's own scale.", show_default=False)] = None,
-    model: Annotated[str | None, Opt("--model", "-m", metavar="MODEL", help="pixel, msssim, perceptual, bicubic, a model file (.onnx; .pth or .safetensors of any architecture spandrel knows; a training checkpoint .ckpt), or a file's name in --models-dir; default: msssim (else perceptual, pixel), and for JPEG inputs the photo model where it is installed (not shipped yet).")] = None,
-    strength: Annotated[float | None, Opt("--strength", metavar="S", min=0, max=1, help="Denoise strength, 0..1, of a model trained on noisy, compressed input whose card names a clean partner (the photo model and pixel): mixes their weights; 1 = the model as trained, 0 = the partner.")] = None,
+    model: Annotated[str | None, Opt("--model", "-m", metavar="MODEL", help="pixel, msssim, perceptual, photo (for JPEG, noisy and soft photos), bicubic, a model file (.onnx; .pth or .safetensors of any architecture spandrel knows; a training checkpoint .ckpt), or a file's name in --models-dir; default: msssim, and for JPEG inputs photo at --strength 0.5 (it removes the blocks and ringing the others sharpen).")] = None,
+    strength: Annotated[float | None, Opt("--strength", metavar="S", min=0, max=1, help="Denoise strength, 0..1, of a model trained on noisy, compressed input whose card names a clean partner (the photo model and pixel): mixes their weights; 1 = the model as trained, 0 = the partner. Alone: photo at this strength for every input (JPEG inputs get 0.5 without it).")] = None,
     recursive: Annotated[bool, Opt("--recursive", "-r", metavar=_FLAG, help="Descend into sub-folders.", rich_help_panel=_INPUT)] = False,
     max_pixels: Annotated[int, Opt(metavar="N", help="Refuse inputs with more pixels (decompression bombs).", rich_help_panel=_INPUT)] = 150_000_000,
     shard_spec: Annotated[str | None, Opt("--shard", metavar="K/N", help="Process only the K-th of N disjoint shards, counted from 1 (1/8 .. 8/8; e.g. $SLURM_ARRAY_TASK_ID/8 with --array=1-8).", rich_help_panel=_INPUT)] = None,
@@ -94,7 +94,8 @@ def upscale(
     """Upscale images. Exit code 0: all done; 1: some files failed; 2: usage error; 130: interrupted."""
     from sr_tool.batch import INPUT_SUFFIXES, BatchError, check_writable, collect_inputs, parse_shard, plan_jobs, run_batch, shard
     from sr_tool.engine import EngineError, parse_devices
-    from sr_tool.upscale import ByFormat, ModelNotFound, TileSettings, Upscaler, default_jpeg_model, default_model
+    from sr_tool.upscale import (DEFAULT_JPEG_STRENGTH, ByFormat, ModelNotFound, TileSettings, Upscaler,
+                                 default_jpeg_model, default_model)  # fmt: skip
 
     try:
         jpeg_model = None
@@ -110,13 +111,13 @@ def upscale(
         if strength is not None and model is None:
             raise ModelNotFound("--strength: the photo model is not installed")
 
-        def make(name, d):
+        def make(name, d, strength=strength):
             return Upscaler(name, scale, engine=engine, device=d, tiles=tiles, threads=threads or None, fp16=fp16,
                             strength=strength, models_dir=models_dir, compile=compile_model)  # fmt: skip
 
         jpeg_inputs = jpeg_model and jpeg_model != model and any(
             source.suffix.lower() in (".jpg", ".jpeg") for source, _ in found.files)  # fmt: skip
-        upscalers = [ByFormat(make(jpeg_model, d), make(model, d)) if jpeg_inputs else make(model, d)
+        upscalers = [ByFormat(make(jpeg_model, d, DEFAULT_JPEG_STRENGTH), make(model, d)) if jpeg_inputs else make(model, d)
                      for d in parse_devices(device)]  # fmt: skip
         scale = upscalers[0].scale  # without -x: the model file's own
         jobs = plan_jobs(found.files, output, suffix=suffix if suffix is not None else f"_x{scale:g}", fmt=fmt)

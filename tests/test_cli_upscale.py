@@ -325,11 +325,16 @@ def test_without_a_model_jpeg_inputs_get_the_photo_model(tmp_path, monkeypatch):
     loud = lambda *args: runner.invoke(app, ["upscale", *map(str, args), "--device", "cpu"])  # noqa: E731
     result = loud(folder, "-x", "2", "-o", tmp_path / "auto")
     assert result.exit_code == 0, result.output
-    assert "JPEG inputs: photo_x2.onnx" in result.output
-    for name, model, out in [("a.jpg", "photo", "a_x2.jpg"), ("b.png", "perceptual", "b_x2.png")]:
-        alone = _run(folder / name, "-x", "2", "-m", models / f"{model}_x2.onnx", "-o", tmp_path / model / out)
+    assert "JPEG inputs: photo_x2.onnx at strength 0.5 (mixed with pixel_x2.onnx)" in result.output
+    # The same outputs as each input alone with its model: photo half-mixed for the JPEG, perceptual for the PNG.
+    for name, options, out in [("a.jpg", ["-m", "photo", "--strength", "0.5"], "a_x2.jpg"),
+                               ("b.png", ["-m", "perceptual"], "b_x2.png")]:  # fmt: skip
+        alone = _run(folder / name, "-x", "2", *options, "-o", tmp_path / options[1] / out)
         assert alone.exit_code == 0, alone.output
-        assert np.array_equal(read_image(tmp_path / "auto" / out).array, read_image(tmp_path / model / out).array)
+        assert np.array_equal(read_image(tmp_path / "auto" / out).array, read_image(tmp_path / options[1] / out).array)
+    full = _run(folder / "a.jpg", "-x", "2", "-m", "photo", "-o", tmp_path / "full" / "a_x2.jpg")  # named: as trained
+    assert full.exit_code == 0 and not np.array_equal(read_image(tmp_path / "full" / "a_x2.jpg").array,
+                                                      read_image(tmp_path / "auto" / "a_x2.jpg").array)  # fmt: skip
 
     # --strength alone means the photo model, mixed with its partner, for every input.
     result = loud(folder, "-x", "2", "-o", tmp_path / "mixed", "--strength", "0.5")
