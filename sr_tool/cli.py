@@ -115,10 +115,13 @@ def upscale(
             return Upscaler(name, scale, engine=engine, device=d, tiles=tiles, threads=threads or None, fp16=fp16,
                             strength=strength, models_dir=models_dir, compile=compile_model)  # fmt: skip
 
-        jpeg_inputs = jpeg_model and jpeg_model != model and any(
-            source.suffix.lower() in (".jpg", ".jpeg") for source, _ in found.files)  # fmt: skip
-        upscalers = [ByFormat(make(jpeg_model, d, DEFAULT_JPEG_STRENGTH), make(model, d)) if jpeg_inputs else make(model, d)
-                     for d in parse_devices(device)]  # fmt: skip
+        is_jpeg = {source.suffix.lower() in (".jpg", ".jpeg") for source, _ in found.files}
+        if not (jpeg_model and jpeg_model != model and True in is_jpeg):
+            upscalers = [make(model, d) for d in parse_devices(device)]
+        elif False in is_jpeg:  # a mix: each file to its model
+            upscalers = [ByFormat(make(jpeg_model, d, DEFAULT_JPEG_STRENGTH), make(model, d)) for d in parse_devices(device)]
+        else:  # JPEGs only: no second model held in memory
+            upscalers = [make(jpeg_model, d, DEFAULT_JPEG_STRENGTH) for d in parse_devices(device)]
         scale = upscalers[0].scale  # without -x: the model file's own
         jobs = plan_jobs(found.files, output, suffix=suffix if suffix is not None else f"_x{scale:g}", fmt=fmt)
         own_outputs = len(found.own_outputs) + len(found.files) - len(jobs)

@@ -28,7 +28,7 @@ BUILTIN_MODELS = ("pixel", "msssim", "perceptual", "photo")
 #: ``srtool upscale`` without --model: the first installed of these ...
 DEFAULT_MODELS = ("msssim", "perceptual", "pixel")  # perceptual x4 still paints a mesh (issue #10)
 #: ... and for JPEG inputs, the model trained on JPEG, noise and blur, mixed half and half with its
-#: clean partner: on BSD100 JPEG at quality 90 the mix beats both photo and pixel by 0.2-0.3 dB PSNR-Y, at
+#: clean partner: on BSD100 JPEG at quality 90 the mix beats both photo and pixel by 0.17-0.35 dB PSNR-Y, at
 #: 75 it is within 0.03 dB of photo, with sharper texture (README: "Real-photo inputs").
 DEFAULT_JPEG_MODELS = ("photo",)
 DEFAULT_JPEG_STRENGTH = 0.5

@@ -336,6 +336,12 @@ def test_without_a_model_jpeg_inputs_get_the_photo_model(tmp_path, monkeypatch):
     assert full.exit_code == 0 and not np.array_equal(read_image(tmp_path / "full" / "a_x2.jpg").array,
                                                       read_image(tmp_path / "auto" / "a_x2.jpg").array)  # fmt: skip
 
+    # JPEGs only: the photo model alone is loaded, the same output.
+    only = loud(folder / "a.jpg", "-x", "2", "-o", tmp_path / "only" / "a_x2.jpg")
+    assert only.exit_code == 0 and "model: photo_x2.onnx at strength 0.5" in only.output, only.output
+    assert "perceptual" not in only.output
+    assert np.array_equal(read_image(tmp_path / "only" / "a_x2.jpg").array, read_image(tmp_path / "auto" / "a_x2.jpg").array)
+
     # --strength alone means the photo model, mixed with its partner, for every input.
     result = loud(folder, "-x", "2", "-o", tmp_path / "mixed", "--strength", "0.5")
     assert result.exit_code == 0 and "photo_x2.onnx at strength 0.5 (mixed with pixel_x2.onnx)" in result.output
