@@ -116,12 +116,14 @@ def upscale(
                             strength=strength, models_dir=models_dir, compile=compile_model)  # fmt: skip
 
         is_jpeg = {source.suffix.lower() in (".jpg", ".jpeg") for source, _ in found.files}
-        if not (jpeg_model and jpeg_model != model and True in is_jpeg):
-            upscalers = [make(model, d) for d in parse_devices(device)]
-        elif False in is_jpeg:  # a mix: each file to its model
-            upscalers = [ByFormat(make(jpeg_model, d, DEFAULT_JPEG_STRENGTH), make(model, d)) for d in parse_devices(device)]
-        else:  # JPEGs only: no second model held in memory
-            upscalers = [make(jpeg_model, d, DEFAULT_JPEG_STRENGTH) for d in parse_devices(device)]
+
+        def for_device(d):
+            if not (jpeg_model and jpeg_model != model and True in is_jpeg):
+                return make(model, d)
+            photo = make(jpeg_model, d, DEFAULT_JPEG_STRENGTH)
+            return ByFormat(photo, make(model, d)) if False in is_jpeg else photo  # JPEGs only: one model held
+
+        upscalers = [for_device(d) for d in parse_devices(device)]
         scale = upscalers[0].scale  # without -x: the model file's own
         jobs = plan_jobs(found.files, output, suffix=suffix if suffix is not None else f"_x{scale:g}", fmt=fmt)
         own_outputs = len(found.own_outputs) + len(found.files) - len(jobs)
