@@ -43,6 +43,17 @@ def parse_devices(device: str) -> list[str]:
     return devices
 
 
+def read_metadata(path: str | Path | None, proto=None) -> dict[str, str]:
+    """The ``srtool.*`` metadata of an ONNX file (or of ``proto``, an ``onnx.ModelProto`` already
+    loaded), keys without the prefix; {} for a foreign file. Needs onnx, not torch: importing torch
+    costs ~0.5 GB of memory, which ``srtool upscale --strength`` must not pay."""
+    if proto is None:
+        import onnx
+
+        proto = onnx.load(str(path), load_external_data=False)
+    return {p.key[len("srtool.") :]: p.value for p in proto.metadata_props if p.key.startswith("srtool.")}
+
+
 def _gpu_present() -> bool:
     return Path("/dev/nvidia0").exists() or Path("/dev/nvidiactl").exists()
 
@@ -207,7 +218,7 @@ class TorchEngine:
             self.size_rule = loaded.size_rule
             half, bf16 = loaded.supports_half, loaded.supports_bfloat16
         else:
-            from sr_tool.export import model_from_onnx, read_metadata
+            from sr_tool.export import model_from_onnx
 
             self.metadata = read_metadata(self.path, proto)
             if "config" not in self.metadata:

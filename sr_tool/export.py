@@ -29,6 +29,7 @@ from torch import nn
 
 from sr_tool import __version__
 from sr_tool.archs import build_model, config_from_dict, fold
+from sr_tool.engine import read_metadata  # noqa: F401 (part of this module's interface)
 from sr_tool.files import atomic_output
 
 OPSET = 17
@@ -281,13 +282,6 @@ def _parity(path: Path, image: torch.Tensor, reference: torch.Tensor, tolerance:
     if not diff <= tolerance:
         raise ExportError(f"ONNX Runtime and PyTorch differ by {diff:.2e} (max abs) > {tolerance:.0e} at {size}")
     return {"max_abs_diff": diff, "tolerance": tolerance, "image_shape": list(image.shape)}
-
-
-def read_metadata(path: str | Path, proto: onnx.ModelProto | None = None) -> dict[str, str]:
-    """The ``srtool.*`` metadata of an ONNX file (or of ``proto``, already loaded), keys without the
-    prefix; {} for a foreign file."""
-    proto = proto if proto is not None else onnx.load(str(path), load_external_data=False)
-    return {p.key[len("srtool.") :]: p.value for p in proto.metadata_props if p.key.startswith("srtool.")}
 
 
 def model_from_onnx(path: str | Path, proto: onnx.ModelProto | None = None) -> nn.Module:

@@ -75,7 +75,7 @@ def _parse(path: str | Path, data: bytes) -> onnx.ModelProto:
 
 def _check_same_architecture(first, base: onnx.ModelProto, base_arrays: dict, path, proto: onnx.ModelProto,
                              arrays: dict) -> None:  # fmt: skip
-    from sr_tool.export import read_metadata
+    from sr_tool.engine import read_metadata
 
     def differs(what: str) -> ValueError:
         return ValueError(f"{path}: not the same architecture as {first} ({what})")

@@ -115,7 +115,7 @@ def list_user_models(models_dir: str | Path | None = None) -> list[dict]:
         entry = {"name": path.stem, "path": path, "scale": None, "architecture": None, "card": _card(path), "error": None}
         try:
             if path.suffix.lower() == ".onnx":
-                from sr_tool.export import read_metadata
+                from sr_tool.engine import read_metadata
 
                 meta = read_metadata(path)
                 config = json.loads(meta.get("config", "{}"))

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+from PIL import Image
 import torch
 from safetensors.torch import save_file
 from typer.testing import CliRunner
@@ -25,7 +26,7 @@ from sr_tool.community import CommunityModelError, load_community_model, read_st
 from sr_tool.engine import EngineError, make_engine
 from sr_tool.export import export_model_file
 from sr_tool.image_io import LoadedImage, read_image
-from sr_tool.upscale import ModelNotFound, TileSettings, Upscaler, list_user_models, resolve_model
+from sr_tool.upscale import ModelNotFound, TileSettings, Upscaler, builtin_model_files, list_user_models, resolve_model
 
 # name: (builder, scale, spandrel's architecture name, exact tiling: the receptive field fits the tile pad)
 ARCHITECTURES = {
@@ -201,20 +202,32 @@ def test_models_folder_lists_files_and_resolves_names(weights_files, tmp_path, m
         resolve_model("4x-Missing", 4)
 
 
-def test_plain_onnx_upscale_imports_neither_torch_nor_spandrel(tmp_path):
-    """The ONNX path stays light: community loading is imported only for weights files."""
+@pytest.mark.parametrize("route", ["pixel", "jpeg-default"])
+def test_onnx_upscales_import_neither_torch_nor_spandrel(tmp_path, route):
+    """The ONNX path stays light (importing torch costs ~0.5 GB of memory): community loading is
+    imported only for weights files, and the photo mix of the JPEG route is made without torch."""
+    source = Path(__file__).parents[1] / "sr_tool/assets/parity.png"
+    model = ["--model", "pixel"]
+    if route == "jpeg-default":
+        if not builtin_model_files("photo"):
+            pytest.skip("built-in models not installed")
+        Image.open(source).convert("RGB").save(tmp_path / "in.jpg", quality=80)
+        source, model = tmp_path / "in.jpg", []
     code = (
         "import sys\n"
         "from typer.testing import CliRunner\n"
         "from sr_tool.cli import app\n"
-        f"r = CliRunner().invoke(app, ['upscale', {str(Path(__file__).parents[1] / 'sr_tool/assets/parity.png')!r}, "
-        f"'-o', {str(tmp_path / 'out.png')!r}, '--model', 'pixel', '-x', '2', '-q'])\n"
+        f"r = CliRunner().invoke(app, ['upscale', {str(source)!r}, '-o', {str(tmp_path / 'out.png')!r}, *{model!r}, "
+        "'-x', '2'])\n"
         "assert r.exit_code == 0, r.output\n"
+        "print(r.output, file=sys.stderr)\n"
         "print(sorted(m for m in ('torch', 'spandrel', 'safetensors') if m in sys.modules))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
     assert (tmp_path / "out.png").is_file()
+    if route == "jpeg-default":
+        assert "at strength 0.5" in result.stderr
 
 
 # The command line, end to end
