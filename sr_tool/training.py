@@ -94,6 +94,9 @@ class TrainConfig:
     # second-order) or a mapping {preset: ..., <Stage field>: value} (recipes).
     degradations: str | dict = "clean"
     lpips_backbone: str | None = None  # local torchvision weights for lpips-* losses (else downloaded)
+    # gan loss only: for the first steps the upscaler holds still and only the discriminator learns,
+    # so that it knows the starting model's patterns before the upscaler answers it (BasicSR: net_d_init_iters)
+    discriminator_warmup_steps: int = 0
     accelerator: str = "auto"
     devices: str = "auto"
     num_nodes: int = 1
@@ -106,7 +109,9 @@ class TrainConfig:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.monitor not in MONITORS:
             raise ValueError(f"monitor must be one of {', '.join(MONITORS)}, got {self.monitor!r}")
-        parse_loss_spec(self.loss)  # fail now on a typo, listing the valid names
+        terms = parse_loss_spec(self.loss)  # fail now on a typo, listing the valid names
+        if self.discriminator_warmup_steps and "gan" not in {name for _, name in terms}:
+            raise ValueError(f"discriminator_warmup_steps needs a gan term in the loss, got {self.loss!r}")
         self.degradation = degradation_from_spec(self.degradations)
         if self.lr_dirs and self.degradation.name != "clean":
             raise ValueError("paired LR folders and degradations exclude each other: the LR is either read or made")
@@ -203,6 +208,8 @@ class SRLightningModule(pl.LightningModule):
 
     # -- training ---------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
+        if self.global_step < self.cfg.discriminator_warmup_steps:
+            return self._discriminator_step(batch)
         sr = self._forward(batch["lr"])
         # Losses in float32 even under mixed precision: SSIM's variances (E[x^2] - E[x]^2) and the
         # deep-feature normalisation lose too much in bf16/fp16.
@@ -216,6 +223,15 @@ class SRLightningModule(pl.LightningModule):
         for name, term in self.loss.trained_terms.items():
             self.log(f"train/{name.split('.', 1)[1]}-discriminator", term.last_discriminator_loss)
         return loss
+
+    def _discriminator_step(self, batch):
+        """Only the loss's discriminators learn; the upscaler gets a zero loss, so its weights and its
+        fresh Adam moments stay as they are (the step still counts, for the schedule and resumes)."""
+        sr = self._forward(batch["lr"])
+        for name, term in self.loss.trained_terms.items():
+            term.train_discriminator(sr.detach().float(), batch["hr"].float())
+            self.log(f"train/{name.split('.', 1)[1]}-discriminator", term.last_discriminator_loss)
+        return sr.sum() * 0
 
     def on_train_start(self):
         # Resumed from a stop mid-epoch: Lightning goes on counting the epoch's batches but draws

@@ -553,6 +553,22 @@ def test_a_gan_run_keeps_its_discriminator_across_a_resume(folders, tmp_path):
     assert a["srtool_loss_optimizers"]["1.gan"]["state"][0]["step"] == b["srtool_loss_optimizers"]["1.gan"]["state"][0]["step"] == 20
 
 
+def test_discriminator_warmup_holds_the_upscaler_while_the_discriminator_learns(folders, tmp_path):
+    start = build_model(preset_config("srresnet-tiny", 2))
+    save_model(start, tmp_path / "start.pt")
+    settings = dict(max_steps=10, steps_per_epoch=10, loss="l1+0.01*gan", init=str(tmp_path / "start.pt"))
+    train(_cfg(folders, tmp_path / "held", discriminator_warmup_steps=10, **settings))
+    train(_cfg(folders, tmp_path / "free", **settings))
+    start_state = {f"model.{k}": v for k, v in start.state_dict().items()}
+    for run, moved in (("held", False), ("free", True)):
+        ckpt = torch.load(tmp_path / run / "checkpoints/last.ckpt", weights_only=True)
+        changed = [k for k, v in start_state.items() if not torch.equal(v, ckpt["state_dict"][k])]
+        assert bool(changed) == moved, run
+        assert ckpt["srtool_loss_optimizers"]["1.gan"]["state"][0]["step"] == 10  # D learned in both
+    with pytest.raises(ValueError, match="needs a gan term"):
+        _cfg(folders, tmp_path / "nogan", loss="l1", discriminator_warmup_steps=5)
+
+
 def test_validation_images_too_small_for_the_metrics_are_skipped_with_a_warning(folders, tmp_path, caplog):
     from PIL import Image
 

@@ -61,14 +61,15 @@ class AdversarialLoss(nn.Module):
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.training and torch.is_grad_enabled():
-            self._train_discriminator(pred.detach(), target.detach())
+            self.train_discriminator(pred.detach(), target.detach())
         self.discriminator.requires_grad_(False)  # the generator's step must not move D
         try:
             return F.softplus(-self.discriminator(pred)).mean()
         finally:
             self.discriminator.requires_grad_(True)
 
-    def _train_discriminator(self, fake: torch.Tensor, real: torch.Tensor) -> None:
+    def train_discriminator(self, fake: torch.Tensor, real: torch.Tensor) -> None:
+        """One Adam step of the discriminator: ``real`` images are real, ``fake`` ones are not."""
         if self._pending_state is not None:  # loaded now that the parameters are on their device
             self.optimizer.load_state_dict(self._pending_state)
             self._pending_state = None
