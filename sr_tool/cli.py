@@ -71,8 +71,8 @@ def upscale(
     inputs: Annotated[list[str], typer.Argument(metavar="INPUTS", help="Image files, folders or globs.", show_default=False)],
     output: Annotated[str | None, Opt("-o", "--output", metavar="PATH", help="Output file (one input) or folder; default: beside each input.", rich_help_panel=_OUTPUT)] = None,
     scale: Annotated[float | None, Opt("-x", "--scale", metavar="S", help="Upscaling factor; any value above 1 (e.g. 2, 3, 4, 1.5). Default: 4 for the built-in models, a model file's own scale.", show_default=False)] = None,
-    model: Annotated[str | None, Opt("--model", "-m", metavar="MODEL", help="pixel, msssim, perceptual, photo (for JPEG, noisy and soft photos), bicubic, a model file (.onnx; .pth or .safetensors of any architecture spandrel knows; a training checkpoint .ckpt), or a file's name in --models-dir; default: msssim, and for JPEG inputs photo at --strength 0.5 (it removes the blocks and ringing the others sharpen).")] = None,
-    strength: Annotated[float | None, Opt("--strength", metavar="S", min=0, max=1, help="Denoise strength, 0..1, of a model trained on noisy, compressed input whose card names a clean partner (the photo model and pixel): mixes their weights; 1 = the model as trained, 0 = the partner. Alone: photo at this strength for every input (JPEG inputs get 0.5 without it).")] = None,
+    model: Annotated[str | None, Opt("--model", "-m", metavar="MODEL", help="pixel, msssim, perceptual, photo (for JPEG, noisy and soft photos), bicubic, a model file (.onnx; .pth or .safetensors of any architecture spandrel knows; a training checkpoint .ckpt), or a file's name in --models-dir; default: msssim, and for JPEG inputs photo mixed with pixel at a strength set by the file's JPEG quality (1 up to quality 65, 0.75 up to 82, 0.5 up to 92, 0.25 above): it removes the blocks and ringing the others sharpen.")] = None,
+    strength: Annotated[float | None, Opt("--strength", metavar="S", min=0, max=1, help="Denoise strength, 0..1, of a model trained on noisy, compressed input whose card names a clean partner (the photo model and pixel): mixes their weights; 1 = the model as trained, 0 = the partner. Alone: photo at this strength for every input (without it, JPEG inputs get a strength set by their quality).")] = None,
     recursive: Annotated[bool, Opt("--recursive", "-r", metavar=_FLAG, help="Descend into sub-folders.", rich_help_panel=_INPUT)] = False,
     max_pixels: Annotated[int, Opt(metavar="N", help="Refuse inputs with more pixels (decompression bombs).", rich_help_panel=_INPUT)] = 150_000_000,
     shard_spec: Annotated[str | None, Opt("--shard", metavar="K/N", help="Process only the K-th of N disjoint shards, counted from 1 (1/8 .. 8/8; e.g. $SLURM_ARRAY_TASK_ID/8 with --array=1-8).", rich_help_panel=_INPUT)] = None,
@@ -94,8 +94,8 @@ def upscale(
     """Upscale images. Exit code 0: all done; 1: some files failed; 2: usage error; 130: interrupted."""
     from sr_tool.batch import INPUT_SUFFIXES, BatchError, check_writable, collect_inputs, parse_shard, plan_jobs, run_batch, shard
     from sr_tool.engine import EngineError, parse_devices
-    from sr_tool.upscale import (DEFAULT_JPEG_STRENGTH, ByFormat, ModelNotFound, TileSettings, Upscaler,
-                                 default_jpeg_model, default_model)  # fmt: skip
+    from sr_tool.upscale import (ByFormat, ByJpegQuality, ModelNotFound, TileSettings, Upscaler, default_jpeg_model,
+                                 default_model)  # fmt: skip
 
     try:
         jpeg_model = None
@@ -120,7 +120,7 @@ def upscale(
         def for_device(d):
             if not (jpeg_model and jpeg_model != model and True in is_jpeg):
                 return make(model, d)
-            photo = make(jpeg_model, d, DEFAULT_JPEG_STRENGTH)
+            photo = ByJpegQuality(lambda strength: make(jpeg_model, d, strength))
             return ByFormat(photo, make(model, d)) if False in is_jpeg else photo  # JPEGs only: one model held
 
         upscalers = [for_device(d) for d in parse_devices(device)]
@@ -560,7 +560,7 @@ def train(
     export: Annotated[bool | None, Opt("--export/--no-export", metavar=_FLAG, help="Export model.onnx, model.pt and the card at the end (default: yes).", rich_help_panel=_RUN)] = None,
     scale: Annotated[int | None, Opt("-x", "--scale", metavar="S", help="Upscaling factor: 2, 3, 4 or 8 (default: 4).", rich_help_panel=_MODEL)] = None,
     preset: Annotated[str | None, Opt(metavar="NAME", help="Architecture preset, see `srtool presets` (default: srresnet-light).", rich_help_panel=_MODEL)] = None,
-    loss: Annotated[str | None, Opt(metavar="SPEC", help="Loss spec: weighted terms joined by +, e.g. l1, msssim+l1 (the Zhao mix), 'l1+0.1*elpips-alex+spectral-excess+0.005*gan'. Terms: l1, l2, charbonnier, l1-low, ssim, msssim, msssim-l1, spectral-excess, stlpips-alex, stlpips-vgg, elpips-alex, elpips-vgg, lpips-alex, lpips-vgg, gan (default: l1).", rich_help_panel=_MODEL)] = None,
+    loss: Annotated[str | None, Opt(metavar="SPEC", help="Loss spec: weighted terms joined by +, e.g. l1, msssim+l1 (the Zhao mix), 'l1+0.1*elpips-alex+spectral-excess+0.005*gan'. Terms: l1, l2, charbonnier, l1-low, ssim, msssim, msssim-l1, spectral-excess, stlpips-alex, stlpips-vgg, elpips-alex, elpips-vgg, lpips-alex, lpips-vgg, texture-alex, texture-vgg, gan (default: l1).", rich_help_panel=_MODEL)] = None,
     lpips_backbone: Annotated[str | None, Opt(metavar="FILE", help="Local torchvision AlexNet/VGG16 weights for lpips-* losses (default: torchvision's, fetched once).", rich_help_panel=_MODEL)] = None,
     learning_rate: Annotated[float | None, Opt("--lr", metavar="LR", help="Adam learning rate (default: 0.0002).", rich_help_panel=_OPTIM)] = None,
     schedule: Annotated[str | None, Opt(metavar="NAME", help="cosine, step or constant (default: cosine).", rich_help_panel=_OPTIM)] = None,

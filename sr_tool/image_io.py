@@ -70,6 +70,7 @@ class ImageInfo:
     icc_profile: bytes | None = None
     exif: bytes | None = None  # with the orientation tag removed (it has been applied)
     frames: int = 1  # frames in the source (animations): only the first is decoded
+    jpeg_quality: int | None = None  # JPEG sources: the IJG quality nearest their tables (estimate_jpeg_quality)
 
 
 @dataclass
@@ -241,9 +242,36 @@ def _decode(path: Path, img: Image.Image) -> LoadedImage:
     if "exif" in img.info:  # TIFF tags are not EXIF blocks to copy; only carry a real EXIF block
         exif.pop(_EXIF_ORIENTATION, None)
         exif_bytes = exif.tobytes() if len(exif) else None
+    quality = estimate_jpeg_quality(getattr(img, "quantization", None) or {}) if img.format == "JPEG" else None
     info = ImageInfo(format=img.format, mode=mode, bit_depth=bit_depth, icc_profile=icc, exif=exif_bytes,
-                     frames=getattr(img, "n_frames", 1))  # fmt: skip
+                     frames=getattr(img, "n_frames", 1), jpeg_quality=quality)  # fmt: skip
     return LoadedImage(array=color, alpha_array=alpha, info=info)
+
+
+# The IJG (libjpeg) luminance table at quality 50, row by row (JPEG standard, Annex K).
+_IJG_LUMINANCE = np.array([
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+    14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99,
+])  # fmt: skip
+
+
+def ijg_luminance_table(quality: int) -> np.ndarray:
+    """The 64 luminance quantisers libjpeg (and Pillow, cameras, most tools) writes at ``quality`` 1..100."""
+    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
+    return np.clip((_IJG_LUMINANCE * scale + 50) // 100, 1, 255)
+
+
+def estimate_jpeg_quality(tables: dict) -> int | None:
+    """The IJG quality (1..100) whose luminance table is nearest the file's first table (least mean
+    absolute difference; row-by-row order, as Pillow gives it); None without a 64-entry table. Exact
+    for files libjpeg wrote; the nearest IJG equivalent for cameras' own tables."""
+    table = tables.get(0) if tables else None
+    if table is None or len(table) != 64:
+        return None
+    luminance = np.asarray(table, dtype=np.int64)
+    errors = [np.abs(ijg_luminance_table(q) - luminance).mean() for q in range(1, 101)]
+    return int(np.argmin(errors)) + 1
 
 
 def _pillow_to_array(path: Path, img: Image.Image, icc: bytes | None) -> tuple[np.ndarray, bool, int, bytes | None]:

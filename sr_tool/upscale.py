@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -27,11 +28,14 @@ from sr_tool.tiling import TiledRunner
 BUILTIN_MODELS = ("pixel", "msssim", "perceptual", "photo")
 #: ``srtool upscale`` without --model: the first installed of these ...
 DEFAULT_MODELS = ("msssim", "perceptual", "pixel")  # perceptual x4 still paints a mesh (issue #10)
-#: ... and for JPEG inputs, the model trained on JPEG, noise and blur, mixed half and half with its
-#: clean partner: on BSD100 JPEG at quality 90 the mix beats both photo and pixel by 0.17-0.35 dB PSNR-Y, at
-#: 75 it is within 0.03 dB of photo, with sharper texture (README: "Real-photo inputs").
+#: ... and for JPEG inputs, the model trained on JPEG, noise and blur, mixed with its clean partner
+#: (pixel) ...
 DEFAULT_JPEG_MODELS = ("photo",)
-DEFAULT_JPEG_STRENGTH = 0.5
+DEFAULT_JPEG_STRENGTH = 0.5  # where a file's quality is unknown
+#: ... at a strength set by the JPEG's quality (the IJG quality nearest its quantisation tables):
+#: (highest quality, strength) pairs. On BSD100 x4 the best strength by PSNR-Y was 1 at quality 50
+#: and 60, 0.75 at 75, 0.5 at 90 and 0.25 at 95 (README: "Real-photo inputs"); the bounds lie between.
+JPEG_STRENGTHS = ((65, 1.0), (82, 0.75), (92, 0.5), (100, 0.25))
 #: After an output this large, the engine's memory arena is shrunk (small images reuse it for speed).
 RELEASE_ABOVE_PIXELS = 4_000_000
 BICUBIC = "bicubic"
@@ -318,6 +322,40 @@ class Upscaler:
         if image.alpha_array is not None:
             alpha = _resize(unit_float(image.alpha_array).transpose(2, 0, 1), out_h, out_w, dtype)
         return UpscaledImage(pixels=pixels, alpha=alpha, info=image.info)
+
+
+def jpeg_strength(quality: int | None) -> float:
+    """The photo strength for a JPEG of this quality (:data:`JPEG_STRENGTHS`); unknown: the default."""
+    if quality is None:
+        return DEFAULT_JPEG_STRENGTH
+    return next(strength for highest, strength in JPEG_STRENGTHS if quality <= highest)
+
+
+class ByJpegQuality:
+    """The photo model at the strength each JPEG's quality calls for (:func:`jpeg_strength`). One
+    upscaler per strength, made when an image first needs it: each mix is made once per run."""
+
+    def __init__(self, make: Callable[[float], Upscaler]):
+        self._make = make
+        self._by_strength: dict[float, Upscaler] = {}
+        first = self._upscaler(DEFAULT_JPEG_STRENGTH)  # now: the scale, and any loading error, before a batch starts
+        self.scale = first.scale
+        levels = ", ".join(f"{s:g} up to quality {q}" for q, s in JPEG_STRENGTHS[:-1])
+        partner = strength_partner(first.model_path).name
+        self.description = (f"{first.model_path.name} mixed with {partner} at a strength set by each JPEG's quality "
+                            f"({levels}, {JPEG_STRENGTHS[-1][1]:g} above) x{first.model_scale} on {first.engine.description}")  # fmt: skip
+        self.warnings = list(first.warnings)
+
+    def _upscaler(self, strength: float) -> Upscaler:
+        if strength not in self._by_strength:
+            self._by_strength[strength] = self._make(strength)
+        return self._by_strength[strength]
+
+    def target_size(self, width: int, height: int) -> tuple[int, int]:
+        return self._by_strength[DEFAULT_JPEG_STRENGTH].target_size(width, height)
+
+    def upscale(self, image: LoadedImage, on_tiles=None) -> UpscaledImage:
+        return self._upscaler(jpeg_strength(image.info.jpeg_quality)).upscale(image, on_tiles=on_tiles)
 
 
 class ByFormat:

@@ -303,7 +303,7 @@ def test_a_big_image_reports_progress_tile_by_tile(tmp_path):
     assert len(tiles) > 3 and tiles[-1]["done"] == tiles[-1]["total"] and events[-1][0] == "done"
 
 
-def test_without_a_model_jpeg_inputs_get_the_photo_model(tmp_path, monkeypatch):
+def test_without_a_model_jpeg_inputs_get_the_photo_model_at_a_strength_set_by_their_quality(tmp_path, monkeypatch):
     import json
     import shutil
 
@@ -319,30 +319,34 @@ def test_without_a_model_jpeg_inputs_get_the_photo_model(tmp_path, monkeypatch):
     folder = tmp_path / "in"
     folder.mkdir()
     pixels = np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)
-    Image.fromarray(pixels).save(folder / "a.jpg", quality=90)
+    jpegs = {"a.jpg": 95, "c.jpg": 40}  # light and heavy compression: different strengths
+    assert upscale.jpeg_strength(95) != upscale.jpeg_strength(40) == 1
+    for name, quality in jpegs.items():
+        Image.fromarray(pixels).save(folder / name, quality=quality)
     Image.fromarray(pixels).save(folder / "b.png")
 
     loud = lambda *args: runner.invoke(app, ["upscale", *map(str, args), "--device", "cpu"])  # noqa: E731
     result = loud(folder, "-x", "2", "-o", tmp_path / "auto")
     assert result.exit_code == 0, result.output
-    assert "JPEG inputs: photo_x2.onnx at strength 0.5 (mixed with pixel_x2.onnx)" in result.output
-    # The same outputs as each input alone with its model: photo half-mixed for the JPEG, perceptual for the PNG.
-    for name, options, out in [("a.jpg", ["-m", "photo", "--strength", "0.5"], "a_x2.jpg"),
-                               ("b.png", ["-m", "perceptual"], "b_x2.png")]:  # fmt: skip
-        alone = _run(folder / name, "-x", "2", *options, "-o", tmp_path / options[1] / out)
+    assert "JPEG inputs: photo_x2.onnx mixed with pixel_x2.onnx at a strength set by each JPEG's quality" in result.output
+    # The same outputs as each input alone with its model: photo at its quality's strength for the
+    # JPEGs (1 is photo as trained), perceptual for the PNG.
+    cases = [(name, ["-m", "photo", "--strength", str(upscale.jpeg_strength(q))]) for name, q in jpegs.items()]
+    cases += [("c.jpg", ["-m", "photo"]), ("b.png", ["-m", "perceptual"])]
+    for i, (name, options) in enumerate(cases):
+        out = name.replace(".", "_x2.")
+        alone = _run(folder / name, "-x", "2", *options, "-o", tmp_path / f"alone{i}" / out)
         assert alone.exit_code == 0, alone.output
-        assert np.array_equal(read_image(tmp_path / "auto" / out).array, read_image(tmp_path / options[1] / out).array)
-    full = _run(folder / "a.jpg", "-x", "2", "-m", "photo", "-o", tmp_path / "full" / "a_x2.jpg")  # named: as trained
-    assert full.exit_code == 0 and not np.array_equal(read_image(tmp_path / "full" / "a_x2.jpg").array,
-                                                      read_image(tmp_path / "auto" / "a_x2.jpg").array)  # fmt: skip
+        assert np.array_equal(read_image(tmp_path / "auto" / out).array, read_image(tmp_path / f"alone{i}" / out).array), options
+    assert not np.array_equal(read_image(tmp_path / "auto" / "a_x2.jpg").array, read_image(tmp_path / "alone1" / "c_x2.jpg").array)
 
     # JPEGs only: the photo model alone is loaded, the same output.
     only = loud(folder / "a.jpg", "-x", "2", "-o", tmp_path / "only" / "a_x2.jpg")
-    assert only.exit_code == 0 and "model: photo_x2.onnx at strength 0.5" in only.output, only.output
+    assert only.exit_code == 0 and "model: photo_x2.onnx mixed with pixel_x2.onnx" in only.output, only.output
     assert "perceptual" not in only.output
     assert np.array_equal(read_image(tmp_path / "only" / "a_x2.jpg").array, read_image(tmp_path / "auto" / "a_x2.jpg").array)
 
-    # --strength alone means the photo model, mixed with its partner, for every input.
+    # --strength alone means the photo model, mixed with its partner at that strength, for every input.
     result = loud(folder, "-x", "2", "-o", tmp_path / "mixed", "--strength", "0.5")
     assert result.exit_code == 0 and "photo_x2.onnx at strength 0.5 (mixed with pixel_x2.onnx)" in result.output
 

@@ -9,7 +9,16 @@ import torch
 from PIL import Image, ImageCms, ImageOps
 
 from sr_tool.files import TEMP_SUFFIX
-from sr_tool.image_io import ImageInfo, ImageReadError, ImageWriteError, is_srtool_output, read_image, write_image
+from sr_tool.image_io import (
+    ImageInfo,
+    ImageReadError,
+    ImageWriteError,
+    estimate_jpeg_quality,
+    ijg_luminance_table,
+    is_srtool_output,
+    read_image,
+    write_image,
+)
 
 SRGB_ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
@@ -319,3 +328,17 @@ def test_views_of_other_four_channel_arrays_keep_their_own_pixels(tmp_path):
         write_image(tmp_path / name, view)
         assert np.array_equal(np.asarray(Image.open(tmp_path / name)), view), name
     assert new_pixels(4, 5, 3, np.uint16).shape == (4, 5, 3) and new_pixels(4, 5, 1, np.uint8).base is None
+
+
+def test_jpeg_quality_is_read_from_the_quantisation_tables(tmp_path):
+    pixels = np.random.default_rng(0).integers(0, 256, (16, 24, 3), dtype=np.uint8)
+    for quality in (5, 30, 50, 61, 75, 85, 90, 95, 100):
+        Image.fromarray(pixels).save(tmp_path / "q.jpg", quality=quality)
+        assert read_image(tmp_path / "q.jpg").info.jpeg_quality == quality
+    Image.fromarray(pixels[..., 0]).save(tmp_path / "gray.jpg", quality=40)  # one table only
+    assert read_image(tmp_path / "gray.jpg").info.jpeg_quality == 40
+    # A camera's own tables (not libjpeg's scaled ones): the nearest libjpeg quality.
+    custom = {0: [max(1, v - 1) for v in ijg_luminance_table(80)], 1: list(ijg_luminance_table(80))}
+    assert estimate_jpeg_quality(custom) in range(78, 84)
+    Image.fromarray(pixels).save(tmp_path / "p.png")
+    assert read_image(tmp_path / "p.png").info.jpeg_quality is None and estimate_jpeg_quality({}) is None
