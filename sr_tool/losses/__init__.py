@@ -34,6 +34,16 @@ def _deep(kind: str, net: str) -> Callable[..., nn.Module]:
     return make
 
 
+def _texture(net: str) -> Callable[[], nn.Module]:
+    def make() -> nn.Module:
+        from sr_tool.losses.deep import load_st_lpips
+        from sr_tool.losses.texture import GramTextureLoss
+
+        return GramTextureLoss(load_st_lpips(net))
+
+    return make
+
+
 def _adversarial() -> nn.Module:
     from sr_tool.losses.adversarial import AdversarialLoss
 
@@ -58,6 +68,9 @@ LOSSES: dict[str, Callable[[], nn.Module]] = {
     "elpips-vgg": _deep("elpips", "vgg"),
     "lpips-alex": _deep("lpips", "alex"),
     "lpips-vgg": _deep("lpips", "vgg"),
+    # local Gram matrices of ST-LPIPS features: which features fire together, not where (EnhanceNet)
+    "texture-alex": _texture("alex"),
+    "texture-vgg": _texture("vgg"),
     # a patch discriminator trained alongside: sees arrangement, which energy-based losses cannot
     "gan": _adversarial,
 }
@@ -69,6 +82,8 @@ LOSS_NETWORKS = {
     "elpips-alex": "st-lpips-alex",
     "stlpips-vgg": "st-lpips-vgg",
     "elpips-vgg": "st-lpips-vgg",
+    "texture-alex": "st-lpips-alex",
+    "texture-vgg": "st-lpips-vgg",
     "lpips-alex": "lpips-alex",
     "lpips-vgg": "lpips-vgg",
 }

@@ -71,19 +71,20 @@ class DeepFeatureDistance(nn.Module):
             total = total + lin((_unit_normalise(fx) - fy) ** 2).mean(dim=(1, 2, 3))
         return total
 
-    def tapped_features(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """Backbone outputs at the tapped layers, for images in [0, 1]."""
+    def tapped_features(self, images: torch.Tensor, count: int | None = None) -> list[torch.Tensor]:
+        """Backbone outputs at the tapped layers (the first ``count`` of them), for images in [0, 1]."""
+        taps = self.taps[:count]
         if not images.requires_grad:  # e.g. the target of a loss: keep no activations for backward
             with torch.no_grad():
-                return self._tapped(images)
-        return self._tapped(images)
+                return self._tapped(images, taps)
+        return self._tapped(images, taps)
 
-    def _tapped(self, images: torch.Tensor) -> list[torch.Tensor]:
+    def _tapped(self, images: torch.Tensor, taps: tuple[int, ...]) -> list[torch.Tensor]:
         h = (((images * 2 - 1) - self.shift) / self.scale).contiguous(memory_format=torch.channels_last)
         out = []
-        for i, layer in enumerate(self.features[: self.taps[-1] + 1]):
+        for i, layer in enumerate(self.features[: taps[-1] + 1]):
             h = layer(h)
-            if i in self.taps:
+            if i in taps:
                 out.append(h)
         return out
 
