@@ -11,6 +11,11 @@ found this term, over 16 px windows, turned perceptual-loss grids into plausible
 Per tapped layer, the features of each ``window`` x ``window`` px block (in image pixels) give one
 C x C Gram matrix; the loss is the mean absolute difference of prediction and target Grams, relative to
 the target's mean absolute Gram, averaged over layers. Relative, so each layer counts alike.
+
+Measured (train/README.md, ninth session): beside L1 and the spectral guard it lands between
+``pixel`` and the E-LPIPS ``perceptual`` by every number, and its crops show the same fault, fainter:
+blobs with thin light outlines over corn, gravel and foliage. Like the networks it reads, it
+prefers a painted pattern to blur.
 """
 
 from __future__ import annotations
