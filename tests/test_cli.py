@@ -101,3 +101,15 @@ def test_train_help_names_every_loss_term():
     loss = next(p for p in typer.main.get_command(app).commands["train"].params if p.name == "loss")
     listed = loss.help.split("Terms:")[1].split("(default")[0]
     assert [t.strip() for t in listed.split(",")] == list(LOSSES)
+
+
+def test_upscale_help_states_the_jpeg_strengths_the_route_uses():
+    import typer
+
+    from sr_tool.cli import app
+    from sr_tool.upscale import JPEG_STRENGTHS
+
+    model = next(p for p in typer.main.get_command(app).commands["upscale"].params if p.name == "model")
+    stated = model.help.split("JPEG quality (")[1].split(")")[0]  # "1 up to quality 65, 0.75 up to 82, ..."
+    for (highest, strength), part in zip(JPEG_STRENGTHS, stated.split(", ")):
+        assert part.startswith(f"{strength:g} ") and (str(highest) in part or highest == 100), part
