@@ -29,7 +29,7 @@ import torch
 
 from sr_tool.batch import Job, run_batch
 from sr_tool.engine import EngineError
-from sr_tool.export import read_metadata
+from sr_tool.engine import read_metadata
 from sr_tool.image_io import ImageInfo, LoadedImage, write_image
 from sr_tool.upscale import TileSettings, Upscaler
 

@@ -29,7 +29,6 @@ from torch import nn
 
 from sr_tool import __version__
 from sr_tool.archs import build_model, config_from_dict, fold
-from sr_tool.engine import read_metadata  # noqa: F401 (part of this module's interface)
 from sr_tool.files import atomic_output
 
 OPSET = 17

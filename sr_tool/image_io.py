@@ -262,6 +262,9 @@ def ijg_luminance_table(quality: int) -> np.ndarray:
     return np.clip((_IJG_LUMINANCE * scale + 50) // 100, 1, 255)
 
 
+_IJG_TABLES = np.stack([ijg_luminance_table(q) for q in range(1, 101)])  # row q - 1: quality q
+
+
 def estimate_jpeg_quality(tables: dict) -> int | None:
     """The IJG quality (1..100) whose luminance table is nearest the file's first table (least mean
     absolute difference; row-by-row order, as Pillow gives it); None without a 64-entry table. Exact
@@ -269,8 +272,7 @@ def estimate_jpeg_quality(tables: dict) -> int | None:
     table = tables.get(0) if tables else None
     if table is None or len(table) != 64:
         return None
-    luminance = np.asarray(table, dtype=np.int64)
-    errors = [np.abs(ijg_luminance_table(q) - luminance).mean() for q in range(1, 101)]
+    errors = np.abs(_IJG_TABLES - np.asarray(table, dtype=np.int64)).mean(axis=1)
     return int(np.argmin(errors)) + 1
 
 

@@ -220,17 +220,20 @@ class SRLightningModule(pl.LightningModule):
         self.log("train/loss", loss, prog_bar=True)
         if len(self.loss.last_terms) > 1:
             self.log_dict({f"train/{k}": v for k, v in self.loss.last_terms.items()})
+        self._log_discriminators()
+        return loss
+
+    def _log_discriminators(self) -> None:
         for name, term in self.loss.trained_terms.items():
             self.log(f"train/{name.split('.', 1)[1]}-discriminator", term.last_discriminator_loss)
-        return loss
 
     def _discriminator_step(self, batch):
         """Only the loss's discriminators learn; the upscaler gets a zero loss, so its weights and its
         fresh Adam moments stay as they are (the step still counts, for the schedule and resumes)."""
         sr = self._forward(batch["lr"])
-        for name, term in self.loss.trained_terms.items():
+        for term in self.loss.trained_terms.values():
             term.train_discriminator(sr.detach().float(), batch["hr"].float())
-            self.log(f"train/{name.split('.', 1)[1]}-discriminator", term.last_discriminator_loss)
+        self._log_discriminators()
         return sr.sum() * 0
 
     def on_train_start(self):

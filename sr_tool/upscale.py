@@ -246,12 +246,13 @@ class Upscaler:
             self.warnings: list[str] = []
             return
         proto, mixed = None, ""
+        self.partner: Path | None = None  # the clean model mixed in (--strength)
         if strength is not None:
             from sr_tool.interpolate import interpolate_onnx
 
-            partner = strength_partner(self.model_path)
-            proto = interpolate_onnx(self.model_path, partner, strength)
-            mixed = f" at strength {strength:g} (mixed with {partner.name})"
+            self.partner = strength_partner(self.model_path)
+            proto = interpolate_onnx(self.model_path, self.partner, strength)
+            mixed = f" at strength {strength:g} (mixed with {self.partner.name})"
         self.engine = make_engine(self.model_path, engine=engine, device=device, threads=threads, fp16=fp16, proto=proto,
                                   compile=compile)  # fmt: skip
         self.model_scale = self.engine.scale
@@ -341,8 +342,7 @@ class ByJpegQuality:
         first = self._upscaler(DEFAULT_JPEG_STRENGTH)  # now: the scale, and any loading error, before a batch starts
         self.scale = first.scale
         levels = ", ".join(f"{s:g} up to quality {q}" for q, s in JPEG_STRENGTHS[:-1])
-        partner = strength_partner(first.model_path).name
-        self.description = (f"{first.model_path.name} mixed with {partner} at a strength set by each JPEG's quality "
+        self.description = (f"{first.model_path.name} mixed with {first.partner.name} at a strength set by each JPEG's quality "
                             f"({levels}, {JPEG_STRENGTHS[-1][1]:g} above) x{first.model_scale} on {first.engine.description}")  # fmt: skip
         self.warnings = list(first.warnings)
 

@@ -5,7 +5,8 @@ import torch
 
 from helpers import tiny_onnx
 from sr_tool.engine import EngineError, OnnxEngine, TorchEngine, auto_tile, make_engine, parse_devices
-from sr_tool.export import ExportError, export_onnx, model_from_onnx, read_metadata
+from sr_tool.engine import read_metadata
+from sr_tool.export import ExportError, export_onnx, model_from_onnx
 from sr_tool.archs import build_model, preset_config
 
 

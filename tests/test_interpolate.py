@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from helpers import tiny_onnx
 from sr_tool.cli import app
-from sr_tool.export import read_metadata
+from sr_tool.engine import read_metadata
 from sr_tool.image_io import LoadedImage, read_image
 from sr_tool.interpolate import average_onnx, interpolate_onnx
 from sr_tool.upscale import Upscaler
