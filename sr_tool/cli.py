@@ -71,8 +71,8 @@ def upscale(
     inputs: Annotated[list[str], typer.Argument(metavar="INPUTS", help="Image files, folders or globs.", show_default=False)],
     output: Annotated[str | None, Opt("-o", "--output", metavar="PATH", help="Output file (one input) or folder; default: beside each input.", rich_help_panel=_OUTPUT)] = None,
     scale: Annotated[float | None, Opt("-x", "--scale", metavar="S", help="Upscaling factor; any value above 1 (e.g. 2, 3, 4, 1.5). Default: 4 for the built-in models, a model file's own scale.", show_default=False)] = None,
-    model: Annotated[str | None, Opt("--model", "-m", metavar="MODEL", help="pixel, msssim, perceptual, photo (for JPEG, noisy and soft photos), bicubic, a model file (.onnx; .pth or .safetensors of any architecture spandrel knows; a training checkpoint .ckpt), or a file's name in --models-dir; default: msssim, and for JPEG inputs photo mixed with pixel at a strength set by the file's JPEG quality (1 up to quality 65, 0.75 up to 82, 0.5 up to 92, 0.25 above): it removes the blocks and ringing the others sharpen.")] = None,
-    strength: Annotated[float | None, Opt("--strength", metavar="S", min=0, max=1, help="Denoise strength, 0..1, of a model trained on noisy, compressed input whose card names a clean partner (the photo model and pixel): mixes their weights; 1 = the model as trained, 0 = the partner. Alone: photo at this strength for every input (without it, JPEG inputs get a strength set by their quality).")] = None,
+    model: Annotated[str | None, Opt("--model", "-m", metavar="MODEL", help="pixel, msssim, perceptual, photo (for JPEG, noisy and soft photos), bicubic, a model file (.onnx; .pth or .safetensors of any architecture spandrel knows; a training checkpoint .ckpt), or a file's name in --models-dir; default: msssim, and for JPEG and noisy inputs photo mixed with pixel at a strength set by the file's JPEG quality (1 up to quality 65, 0.75 up to 82, 0.5 up to 92, 0.25 above) or by the image's noise where that asks for more (0.5 from sigma 5, 1 from sigma 8, in 8-bit levels): it removes the blocks, ringing and noise the others sharpen.")] = None,
+    strength: Annotated[float | None, Opt("--strength", metavar="S", min=0, max=1, help="Denoise strength, 0..1, of a model trained on noisy, compressed input whose card names a clean partner (the photo model and pixel): mixes their weights; 1 = the model as trained, 0 = the partner. Alone: photo at this strength for every input (without it, JPEG and noisy inputs get a strength set by their quality and noise).")] = None,
     recursive: Annotated[bool, Opt("--recursive", "-r", metavar=_FLAG, help="Descend into sub-folders.", rich_help_panel=_INPUT)] = False,
     max_pixels: Annotated[int, Opt(metavar="N", help="Refuse inputs with more pixels (decompression bombs).", rich_help_panel=_INPUT)] = 150_000_000,
     shard_spec: Annotated[str | None, Opt("--shard", metavar="K/N", help="Process only the K-th of N disjoint shards, counted from 1 (1/8 .. 8/8; e.g. $SLURM_ARRAY_TASK_ID/8 with --array=1-8).", rich_help_panel=_INPUT)] = None,
@@ -94,22 +94,18 @@ def upscale(
     """Upscale images. Exit code 0: all done; 1: some files failed; 2: usage error; 130: interrupted."""
     from sr_tool.batch import INPUT_SUFFIXES, BatchError, check_writable, collect_inputs, parse_shard, plan_jobs, run_batch, shard
     from sr_tool.engine import EngineError, parse_devices
-    from sr_tool.upscale import (ByFormat, ByJpegQuality, ModelNotFound, TileSettings, Upscaler, default_jpeg_model,
-                                 default_model)  # fmt: skip
+    from sr_tool.upscale import ModelNotFound, TileSettings, Upscaler, default_photo_model, default_route
 
     try:
-        jpeg_model = None
-        if model is None:
-            # --strength is the photo model's; without it, JPEG inputs get their own model.
-            model = default_jpeg_model() if strength is not None else default_model()
-            jpeg_model = default_jpeg_model() if strength is None else None
+        if model is None and strength is not None:  # --strength is the photo model's
+            model = default_photo_model()
+            if model is None:
+                raise ModelNotFound("--strength: the photo model is not installed")
         found = collect_inputs(inputs, recursive)
         if not found.files and not found.own_outputs:
             raise BatchError(f"no images found in {', '.join(inputs)} (looked for {', '.join(sorted(INPUT_SUFFIXES))}"
                              + ("" if recursive else "; -r descends into sub-folders") + ")")  # fmt: skip
         tiles = TileSettings(tile=tile or None, pad=tile_pad, batch_size=batch_size or None)
-        if strength is not None and model is None:
-            raise ModelNotFound("--strength: the photo model is not installed")
 
         def make(name, d, strength=strength):
             return Upscaler(name, scale, engine=engine, device=d, tiles=tiles, threads=threads or None, fp16=fp16,
@@ -118,10 +114,9 @@ def upscale(
         is_jpeg = {source.suffix.lower() in (".jpg", ".jpeg") for source, _ in found.files}
 
         def for_device(d):
-            if not (jpeg_model and jpeg_model != model and True in is_jpeg):
-                return make(model, d)
-            photo = ByJpegQuality(lambda strength: make(jpeg_model, d, strength))
-            return ByFormat(photo, make(model, d)) if False in is_jpeg else photo  # JPEGs only: one model held
+            if model is None:  # JPEGs only: the photo model alone is held
+                return default_route(lambda name, strength: make(name, d, strength), jpeg_only=False not in is_jpeg)
+            return make(model, d)
 
         upscalers = [for_device(d) for d in parse_devices(device)]
         scale = upscalers[0].scale  # without -x: the model file's own
@@ -279,7 +274,7 @@ def models(models_dir: ModelsDir = None) -> None:
 
 @app.command(name="eval", cls=_Command)
 def evaluate_models(
-    model: Annotated[list[str], Opt("--model", "-m", metavar="MODEL", help="Model to score (repeatable): built-in name, model file (.onnx, .pth, .safetensors) or a name in --models-dir.")],
+    model: Annotated[list[str], Opt("--model", "-m", metavar="MODEL", help="Model to score (repeatable): built-in name, model file (.onnx, .pth, .safetensors), a name in --models-dir, or default: what srtool upscale runs without --model (photo for JPEG and noisy inputs).")],
     data: Annotated[str, Opt("--data", metavar="FOLDER", help="Folder of HR images (or with HR/ and LR_bicubic/X<s>/).")],
     scale: Annotated[int, Opt("-x", "--scale", metavar="S", help="Upscaling factor.")] = 4,
     lr: Annotated[str | None, Opt("--lr", metavar="FOLDER", help="LR folder to upscale instead (<stem>x<s>.* or <stem>.*, e.g. from `srtool make-lr`).")] = None,
@@ -304,7 +299,7 @@ def evaluate_models(
                                   summarise, write_csv)  # fmt: skip
     from sr_tool.image_io import ImageReadError
     from sr_tool.metrics import ARTIFACT_THRESHOLD
-    from sr_tool.upscale import MODEL_SUFFIXES, ModelNotFound, Upscaler
+    from sr_tool.upscale import DEFAULT_ROUTE, MODEL_SUFFIXES, ModelNotFound, Upscaler, default_route
 
     names = (["bicubic"] if "bicubic" not in model else []) + list(model)
     labels = [Path(n).stem if Path(n).suffix.lower() in MODEL_SUFFIXES else n for n in names]
@@ -339,8 +334,11 @@ def evaluate_models(
             import torch
 
             torch.set_num_threads(threads)
-        upscalers = {label: Upscaler(n, scale, engine=engine, device=device, threads=threads or None,
-                                     models_dir=models_dir) for label, n in zip(labels, names)}  # fmt: skip
+        def make(name, strength=None):
+            return Upscaler(name, scale, engine=engine, device=device, threads=threads or None, strength=strength,
+                            models_dir=models_dir)  # fmt: skip
+
+        upscalers = {label: default_route(make) if n == DEFAULT_ROUTE else make(n) for label, n in zip(labels, names)}
         for warning in dict.fromkeys(w for u in upscalers.values() for w in u.warnings):
             typer.echo(f"warning: {warning}", err=True)  # e.g. an x2 model scored at -x 4
         with _task_bar(len(pairs) * len(upscalers), "scoring") as step:
@@ -358,7 +356,7 @@ def evaluate_models(
                ("lpips_vgg", "LPIPS-VGG", 10, 4), ("artifact", "artifact", 9, 2)]  # fmt: skip
     columns = [c for c in columns if any(m[c[0]] is not None for m in table.values())]
     typer.echo(f"{'model':<24} " + " ".join(f"{title:>{w}}" for _, title, w, _ in columns))
-    trained = {label: judges_trained_on(up.model_path) for label, up in upscalers.items()}
+    trained = {label: judges_trained_on(getattr(up, "model_path", None)) for label, up in upscalers.items()}
     for name, means in table.items():
         cells = []
         for key, _, w, d in columns:

@@ -23,19 +23,25 @@ import numpy as np
 from sr_tool.community import WEIGHT_SUFFIXES
 from sr_tool.engine import auto_tile, available_memory, make_engine
 from sr_tool.image_io import ImageInfo, LoadedImage, new_pixels, quantise, read_image, unit_float, write_image
+from sr_tool.noise import estimate_noise_sigma
 from sr_tool.tiling import TiledRunner
 
 BUILTIN_MODELS = ("pixel", "msssim", "perceptual", "photo")
 #: ``srtool upscale`` without --model: the first installed of these ...
 DEFAULT_MODELS = ("msssim", "perceptual", "pixel")  # perceptual x4 still paints a mesh (issue #10)
-#: ... and for JPEG inputs, the model trained on JPEG, noise and blur, mixed with its clean partner
-#: (pixel) ...
-DEFAULT_JPEG_MODELS = ("photo",)
+#: ... and for JPEG and noisy inputs, the model trained on JPEG, noise and blur, mixed with its clean
+#: partner (pixel) ...
+DEFAULT_PHOTO_MODELS = ("photo",)
 DEFAULT_JPEG_STRENGTH = 0.5  # where a file's quality is unknown
 #: ... at a strength set by the JPEG's quality (the IJG quality nearest its quantisation tables):
 #: (highest quality, strength) pairs. On BSD100 x4 the best strength by PSNR-Y was 1 at quality 50
 #: and 60, 0.75 at 75, 0.5 at 90 and 0.25 at 95 (README: "Real-photo inputs"); the bounds lie between.
 JPEG_STRENGTHS = ((65, 1.0), (82, 0.75), (92, 0.5), (100, 0.25))
+#: ... or by the image's noise, where that asks for more (sigma in 8-bit levels, as
+#: :func:`sr_tool.noise.estimate_noise_sigma` reads it): (lowest sigma, strength) pairs. Below the
+#: first, a non-JPEG image is clean and gets the clean model. Clean photos read up to about 7 where
+#: they are textured all over; on those the 0.5 mix scores level with msssim (README: "Noisy inputs").
+NOISE_STRENGTHS = ((5.0, 0.5), (8.0, 1.0))
 #: After an output this large, the engine's memory arena is shrunk (small images reuse it for speed).
 RELEASE_ABOVE_PIXELS = 4_000_000
 BICUBIC = "bicubic"
@@ -81,9 +87,9 @@ def default_model() -> str:
     raise ModelNotFound(f"no built-in model is installed (looked for {', '.join(DEFAULT_MODELS)} in {shipped_models_dir()})")
 
 
-def default_jpeg_model() -> str | None:
-    """The built-in model for JPEG inputs (photo), or None where it is not installed."""
-    return next((name for name in DEFAULT_JPEG_MODELS if builtin_model_files(name)), None)
+def default_photo_model() -> str | None:
+    """The built-in model for JPEG and noisy inputs (photo), or None where it is not installed."""
+    return next((name for name in DEFAULT_PHOTO_MODELS if builtin_model_files(name)), None)
 
 
 def user_models_dir(models_dir: str | Path | None = None) -> Path | None:
@@ -332,47 +338,68 @@ def jpeg_strength(quality: int | None) -> float:
     return next(strength for highest, strength in JPEG_STRENGTHS if quality <= highest)
 
 
-class ByJpegQuality:
-    """The photo model at the strength each JPEG's quality calls for (:func:`jpeg_strength`). One
-    upscaler per strength, made when an image first needs it: each mix is made once per run."""
+def noise_strength(sigma: float) -> float | None:
+    """The photo strength for noise of this sigma (:data:`NOISE_STRENGTHS`), or None: clean enough."""
+    return next((strength for lowest, strength in reversed(NOISE_STRENGTHS) if sigma >= lowest), None)
 
-    def __init__(self, make: Callable[[float], Upscaler]):
-        self._make = make
+
+def photo_strength(image: LoadedImage) -> float | None:
+    """The strength of the photo model this image calls for, or None for the clean model: a JPEG's
+    is set by its quality, raised to its noise's where that is higher; another image's by its noise."""
+    by_noise = noise_strength(estimate_noise_sigma(image.array))
+    if image.info.format != "JPEG":
+        return by_noise
+    return max(jpeg_strength(image.info.jpeg_quality), by_noise or 0.0)
+
+
+#: The name that stands for :func:`default_route` (``srtool eval -m default``).
+DEFAULT_ROUTE = "default"
+
+
+def default_route(make: Callable[[str, float | None], Upscaler], jpeg_only: bool = False) -> Upscaler | ByDegradation:
+    """What ``srtool upscale`` runs without --model: the clean default model (:func:`default_model`),
+    and, where the photo model is installed, :class:`ByDegradation` for JPEG and noisy inputs.
+    ``make(name, strength)`` builds an upscaler; ``jpeg_only`` (a batch of JPEGs) skips the clean model."""
+    clean, photo = default_model(), default_photo_model()
+    if photo is None or photo == clean:
+        return make(clean, None)
+    return ByDegradation(lambda strength: make(photo, strength), None if jpeg_only else make(clean, None))
+
+
+class ByDegradation:
+    """The default route of ``srtool upscale``: each image gets the photo model mixed with its clean
+    partner at the strength :func:`photo_strength` gives it, or ``clean`` where that is None (a clean
+    image that is not a JPEG). One photo upscaler per strength, made when an image first needs it:
+    each mix is made once per run. Without ``clean`` (a batch of JPEGs), clean images get the photo
+    model at the default strength."""
+
+    def __init__(self, make_photo: Callable[[float], Upscaler], clean: Upscaler | None = None):
+        self._make_photo = make_photo
         self._by_strength: dict[float, Upscaler] = {}
-        first = self._upscaler(DEFAULT_JPEG_STRENGTH)  # now: the scale, and any loading error, before a batch starts
-        self.scale = first.scale
-        levels = ", ".join(f"{s:g} up to quality {q}" for q, s in JPEG_STRENGTHS[:-1])
-        self.description = (f"{first.model_path.name} mixed with {first.partner.name} at a strength set by each JPEG's quality "
-                            f"({levels}, {JPEG_STRENGTHS[-1][1]:g} above) x{first.model_scale} on {first.engine.description}")  # fmt: skip
-        self.warnings = list(first.warnings)
+        self.clean = clean
+        first = self._photo(DEFAULT_JPEG_STRENGTH)  # now: the scale, and any loading error, before a batch starts
+        self.scale = (clean or first).scale
+        jpeg = ", ".join(f"{s:g} up to quality {q}" for q, s in JPEG_STRENGTHS[:-1]) + f", {JPEG_STRENGTHS[-1][1]:g} above"
+        noise = ", ".join(f"{s:g} from sigma {sigma:g}" for sigma, s in NOISE_STRENGTHS)
+        photo = (f"{first.model_path.name} mixed with {first.partner.name} at a strength set by each JPEG's quality "
+                 f"({jpeg}) and each image's noise ({noise}) x{first.model_scale} on {first.engine.description}")  # fmt: skip
+        self.description = f"{clean.description}; JPEG and noisy inputs: {photo}" if clean else photo
+        self.warnings = list(dict.fromkeys((clean.warnings if clean else []) + first.warnings))
 
-    def _upscaler(self, strength: float) -> Upscaler:
+    def _photo(self, strength: float) -> Upscaler:
         if strength not in self._by_strength:
-            self._by_strength[strength] = self._make(strength)
+            self._by_strength[strength] = self._make_photo(strength)
         return self._by_strength[strength]
 
     def target_size(self, width: int, height: int) -> tuple[int, int]:
-        return self._by_strength[DEFAULT_JPEG_STRENGTH].target_size(width, height)
+        return (self.clean or self._photo(DEFAULT_JPEG_STRENGTH)).target_size(width, height)
 
     def upscale(self, image: LoadedImage, on_tiles=None) -> UpscaledImage:
-        return self._upscaler(jpeg_strength(image.info.jpeg_quality)).upscale(image, on_tiles=on_tiles)
-
-
-class ByFormat:
-    """Two upscalers behind one interface: JPEG sources go to ``jpeg``, the rest to ``other``
-    (``srtool upscale`` without --model on a folder that mixes them)."""
-
-    def __init__(self, jpeg: Upscaler, other: Upscaler):
-        self.jpeg, self.other = jpeg, other
-        self.scale = other.scale
-        self.description = f"{other.description}; JPEG inputs: {jpeg.description}"
-        self.warnings = list(dict.fromkeys(other.warnings + jpeg.warnings))
-
-    def target_size(self, width: int, height: int) -> tuple[int, int]:
-        return self.other.target_size(width, height)
-
-    def upscale(self, image: LoadedImage, on_tiles=None) -> UpscaledImage:
-        chosen = self.jpeg if image.info.format == "JPEG" else self.other
+        strength = photo_strength(image)
+        if strength is None:
+            chosen = self.clean or self._photo(DEFAULT_JPEG_STRENGTH)
+        else:
+            chosen = self._photo(strength)
         return chosen.upscale(image, on_tiles=on_tiles)
 
 

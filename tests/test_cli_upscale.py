@@ -15,7 +15,7 @@ import pytest
 from PIL import Image, ImageCms
 from typer.testing import CliRunner
 
-from helpers import tiny_onnx
+from helpers import smooth_scene, tiny_onnx, with_noise
 from sr_tool.cli import app
 from sr_tool.files import TEMP_SUFFIX
 from sr_tool.image_io import read_image
@@ -303,7 +303,7 @@ def test_a_big_image_reports_progress_tile_by_tile(tmp_path):
     assert len(tiles) > 3 and tiles[-1]["done"] == tiles[-1]["total"] and events[-1][0] == "done"
 
 
-def test_without_a_model_jpeg_inputs_get_the_photo_model_at_a_strength_set_by_their_quality(tmp_path, monkeypatch):
+def test_without_a_model_jpeg_and_noisy_inputs_get_the_photo_model_at_the_strength_they_call_for(tmp_path, monkeypatch):
     import json
     import shutil
 
@@ -318,21 +318,23 @@ def test_without_a_model_jpeg_inputs_get_the_photo_model_at_a_strength_set_by_th
     monkeypatch.setattr(upscale, "shipped_models_dir", lambda: models)
     folder = tmp_path / "in"
     folder.mkdir()
-    pixels = np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    clean = smooth_scene(48, 64)
     jpegs = {"a.jpg": 95, "c.jpg": 40}  # light and heavy compression: different strengths
     assert upscale.jpeg_strength(95) != upscale.jpeg_strength(40) == 1
     for name, quality in jpegs.items():
-        Image.fromarray(pixels).save(folder / name, quality=quality)
-    Image.fromarray(pixels).save(folder / "b.png")
+        Image.fromarray(clean).save(folder / name, quality=quality)
+    Image.fromarray(clean).save(folder / "b.png")
+    Image.fromarray(with_noise(clean, 12)).save(folder / "d.png")
+    assert upscale.noise_strength(12) == 1 and upscale.noise_strength(1) is None
 
     loud = lambda *args: runner.invoke(app, ["upscale", *map(str, args), "--device", "cpu"])  # noqa: E731
     result = loud(folder, "-x", "2", "-o", tmp_path / "auto")
     assert result.exit_code == 0, result.output
-    assert "JPEG inputs: photo_x2.onnx mixed with pixel_x2.onnx at a strength set by each JPEG's quality" in result.output
+    assert "JPEG and noisy inputs: photo_x2.onnx mixed with pixel_x2.onnx at a strength set by each JPEG's quality" in result.output
     # The same outputs as each input alone with its model: photo at its quality's strength for the
-    # JPEGs (1 is photo as trained), perceptual for the PNG.
+    # JPEGs (1 is photo as trained), photo as trained for the noisy PNG, perceptual for the clean one.
     cases = [(name, ["-m", "photo", "--strength", str(upscale.jpeg_strength(q))]) for name, q in jpegs.items()]
-    cases += [("c.jpg", ["-m", "photo"]), ("b.png", ["-m", "perceptual"])]
+    cases += [("c.jpg", ["-m", "photo"]), ("d.png", ["-m", "photo"]), ("b.png", ["-m", "perceptual"])]
     for i, (name, options) in enumerate(cases):
         out = name.replace(".", "_x2.")
         alone = _run(folder / name, "-x", "2", *options, "-o", tmp_path / f"alone{i}" / out)

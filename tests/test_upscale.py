@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from helpers import tiny_onnx
-from sr_tool.image_io import ImageInfo, LoadedImage
+from helpers import smooth_scene, tiny_onnx, with_noise
+from sr_tool.image_io import ImageInfo, LoadedImage, read_image
 from sr_tool.upscale import ModelNotFound, TileSettings, Upscaler, resolve_model
 
 
@@ -88,7 +89,27 @@ def test_builtin_names_resolve_to_the_nearest_larger_scale(tmp_path, monkeypatch
     assert resolve_model("pixel", 3).name == "pixel_x4.onnx"
     assert resolve_model("pixel", 8).name == "pixel_x4.onnx"  # largest; bicubic does the rest
     assert upscale.default_model() == "msssim"  # perceptual is not installed here
-    assert upscale.default_jpeg_model() is None  # nor photo
+    assert upscale.default_photo_model() is None  # nor photo
     with pytest.raises(ModelNotFound, match="'perceptual' is not installed"):
         resolve_model("perceptual", 4)
     assert [e["scale"] for e in upscale.list_builtin_models() if e["name"] == "pixel"] == [2, 4]
+
+
+def test_the_photo_strength_follows_the_jpeg_quality_and_the_noise(tmp_path):
+    from sr_tool.upscale import jpeg_strength, noise_strength, photo_strength
+
+    clean, noisy = smooth_scene(), with_noise(smooth_scene(), 12)
+    Image.fromarray(clean).save(tmp_path / "clean.png")
+    Image.fromarray(noisy).save(tmp_path / "noisy.png")
+    Image.fromarray(with_noise(clean, 6)).save(tmp_path / "grainy.png")
+    Image.fromarray(clean).save(tmp_path / "clean95.jpg", quality=95)
+    Image.fromarray(clean).save(tmp_path / "clean40.jpg", quality=40)
+    Image.fromarray(noisy).save(tmp_path / "noisy95.jpg", quality=95)
+    strength = {p.name: photo_strength(read_image(p)) for p in tmp_path.iterdir()}
+    assert strength["clean.png"] is None  # the clean model
+    assert strength["grainy.png"] == noise_strength(6) == 0.5
+    assert strength["noisy.png"] == noise_strength(12) == 1
+    assert strength["clean95.jpg"] == jpeg_strength(95) == 0.25
+    assert strength["clean40.jpg"] == jpeg_strength(40) == 1
+    assert strength["noisy95.jpg"] == 1  # its noise asks for more than its quality
+
