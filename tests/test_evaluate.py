@@ -250,3 +250,35 @@ def test_eval_warns_of_a_model_at_another_scale_and_footnotes_only_marked_judges
     args = ["eval", "-m", "perceptual", "--data", str(folder), "-x", "4", "--csv", str(tmp_path / "p.csv"), "--device", "cpu"]
     assert "not an independent judge" not in runner.invoke(app, [*args, "--metrics", "psnr_y"]).output  # no * shown
     assert "not an independent judge" in runner.invoke(app, [*args, "--metrics", "psnr_y,st_lpips"]).output
+
+
+def test_eval_scores_the_default_route_as_upscale_runs_it(tmp_path, monkeypatch, data_dir):
+    """-m default: clean LR gets the clean default model, noisy LR the photo model (as srtool upscale)."""
+    import json as json_
+    import shutil
+
+    import sr_tool.upscale as upscale
+    from sr_tool.evaluate import make_lr_set
+
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(tiny_onnx(2, seed=0), models / "msssim_x2.onnx")
+    shutil.copy(tiny_onnx(2, seed=1), models / "photo_x2.onnx")
+    shutil.copy(tiny_onnx(2, seed=2), models / "pixel_x2.onnx")
+    (models / "photo_x2.json").write_text(json_.dumps({"scale": 2, "strength_partner": "pixel"}))
+    monkeypatch.setattr(upscale, "shipped_models_dir", lambda: models)
+    folder = tmp_path / "set"
+    folder.mkdir()
+    Image.open(data_dir / "Set5" / "HR" / "baby.png").crop((0, 0, 128, 128)).save(folder / "baby.png")
+    make_lr_set(folder, tmp_path / "noise", 2, noise_sigma=12, seed=1)
+
+    def scores(*options):
+        result = runner.invoke(app, ["eval", "-m", "default", "-m", "msssim", "-m", "photo", "--data", str(folder), "-x", "2",
+                                     "--metrics", "psnr_y", "--device", "cpu", "--csv", str(tmp_path / "e.csv"), *options])  # fmt: skip
+        assert result.exit_code == 0, result.output
+        return {r["model"]: float(r["psnr_y"]) for r in csv.DictReader(open(tmp_path / "e.csv"))}
+
+    clean = scores()
+    assert clean["default"] == clean["msssim"] != clean["photo"]
+    noisy = scores("--lr", str(tmp_path / "noise"))
+    assert noisy["default"] == noisy["photo"] != noisy["msssim"]
