@@ -142,7 +142,9 @@ def make_lr_set(
             lr = lr + torch.randn(lr.shape, generator=gen) * noise_sigma / 255
         lr = torch.floor(lr.clamp(0, 1) * 255 + 0.5) / 255
         suffix = ".jpg" if jpeg_quality is not None else ".png"
-        written.append(write_image(out_dir / f"{pair.name}x{scale}{suffix}", lr, quality=jpeg_quality or 95, bit_depth=8))
+        # not marked as srtool's output: an LR set is there to be upscaled, folder and all
+        written.append(write_image(out_dir / f"{pair.name}x{scale}{suffix}", lr, quality=jpeg_quality or 95, bit_depth=8,
+                                   mark=False))  # fmt: skip
     return written
 
 

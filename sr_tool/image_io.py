@@ -347,21 +347,24 @@ def write_image(
     info: ImageInfo | None = None,
     quality: int = 95,
     bit_depth: int | None = None,
+    mark: bool = True,
 ) -> Path:
     """Encode an image to ``path``, atomically (temp file in the same folder, then rename).
 
     ``pixels``: a float tensor 1xCxHxW or CxHxW in [0, 1], or a channel-last HxWxC numpy array
     (float in [0, 1], uint8 or uint16), C = 1 or 3. ``alpha`` likewise with one channel.
     The format comes from the suffix (.png, .jpg/.jpeg, .webp, .tif/.tiff). ICC profile and EXIF are
-    taken from ``info``; EXIF Software is set to srtool (:func:`is_srtool_output`). ``bit_depth`` defaults to the source's; 16 bits are written where the format
-    allows (PNG; gray TIFF), 8 elsewhere. JPEG cannot hold alpha: it is dropped there.
+    taken from ``info``; EXIF Software is set to srtool (:func:`is_srtool_output`) unless ``mark`` is
+    False (files meant as inputs, such as LR sets). ``bit_depth`` defaults to the source's; 16 bits
+    are written where the format allows (PNG; gray TIFF), 8 elsewhere. JPEG cannot hold alpha: it is
+    dropped there.
     """
     path = Path(path)
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise ImageWriteError(path, f"unknown output format {path.suffix!r}; use one of {', '.join(sorted(FORMATS))}")
     info = info or ImageInfo()
-    exif = _stamped_exif(info.exif)
+    exif = _stamped_exif(info.exif) if mark else (info.exif or b"")
     depth = bit_depth or info.bit_depth
     color = _channel_last(pixels)
     if color.shape[2] not in (1, 3):

@@ -158,6 +158,9 @@ def test_make_lr_writes_jpeg_and_noisy_sets_that_eval_reads(tmp_path, data_dir):
     result = runner.invoke(app, ["make-lr", str(folder), str(tmp_path / "jpeg"), "-x", "2", "--jpeg", "40"])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "jpeg").iterdir()) == ["babyx2.jpg", "birdx2.jpg"]
+    from sr_tool.image_io import is_srtool_output
+
+    assert not any(map(is_srtool_output, (tmp_path / "jpeg").iterdir()))  # inputs: upscale takes them from a folder
     jpeg = load_pairs(folder, 2, tmp_path / "jpeg")
     with Image.open(tmp_path / "jpeg" / "babyx2.jpg") as img:
         assert img.format == "JPEG" and img.size == (49, 48)
