@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from typing import Annotated
 
 import typer
@@ -157,6 +158,9 @@ def upscale(
         raise typer.Exit(130)
     if not quiet or result.failed:
         typer.echo(summary, err=True)
+    routed = sum((getattr(u, "routed", Counter()) for u in upscalers), Counter())
+    if not quiet and routed:  # the default route: which model, at which strength, each image got
+        typer.echo("route: " + ", ".join(f"{n} to {label}" for label, n in sorted(routed.items(), key=lambda kv: (-kv[1], kv[0]))), err=True)
     waited_decode, waited_encode = result.idle_share
     if not quiet and len(result.done) > 1:  # a folder: did decoding or encoding hold the accelerator back?
         typer.echo(f"inference waited {waited_decode:.0%} of its time for decoding and {waited_encode:.0%} for "

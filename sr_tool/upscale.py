@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -385,6 +386,7 @@ class ByDegradation:
                  f"({jpeg}) and each image's noise ({noise}) x{first.model_scale} on {first.engine.description}")  # fmt: skip
         self.description = f"{clean.description}; JPEG and noisy inputs: {photo}" if clean else photo
         self.warnings = list(dict.fromkeys((clean.warnings if clean else []) + first.warnings))
+        self.routed: Counter[str] = Counter()  # images per choice, e.g. {"photo at 0.75": 3, "msssim_x4.onnx": 5}
 
     def _photo(self, strength: float) -> Upscaler:
         if strength not in self._by_strength:
@@ -396,10 +398,12 @@ class ByDegradation:
 
     def upscale(self, image: LoadedImage, on_tiles=None) -> UpscaledImage:
         strength = photo_strength(image)
-        if strength is None:
-            chosen = self.clean or self._photo(DEFAULT_JPEG_STRENGTH)
+        if strength is None and self.clean is not None:
+            chosen, label = self.clean, self.clean.model_path.name
         else:
-            chosen = self._photo(strength)
+            strength = DEFAULT_JPEG_STRENGTH if strength is None else strength
+            chosen, label = self._photo(strength), f"{self._by_strength[strength].model_path.stem} at {strength:g}"
+        self.routed[label] += 1
         return chosen.upscale(image, on_tiles=on_tiles)
 
 
