@@ -20,6 +20,10 @@ pixel_x2, each from its shipped weights.
 (train/recipes/gan/: the shipped perceptual loss plus a patch discriminator at weight 0.01 and 0.05),
 each from the shipped perceptual x4; no model of the plan ships until its crops were looked at.
 
+``--plan photo`` trains photo x4 and x2 side by side (train/recipes/gpu/: the photo recipes at batch
+64 on real-photo LR made on the GPU), each from its shipped weights; it ships where it beats the
+shipped photo on BSD100-JPEG75, -noise10 and clean (README: "Real-photo inputs") and its crops pass.
+
 After each model it writes ``OUT/<name>.ckpt`` (a slim checkpoint: EMA weights, config, step,
 hardware, wall time, validation metrics; ~6 MB) and refreshes ``OUT/logs.tar.gz`` (every log and
 ``summary.json``), so a session cut short still returns what finished. Export afterwards with
@@ -67,6 +71,10 @@ PLANS = {
     # from the shipped perceptual x4; the crops where each differs most from pixel decide.
     "perceptual-gan": [
         [("gan/perceptual_x4", None, 420, 7), ("gan/perceptual_strong_x4", None, 420, 7)],
+    ],
+    # Issue #11: photo x4 and x2 side by side at GPU batch size, each from its shipped weights.
+    "photo": [
+        [("gpu/photo_x4", None, 420, 7), ("gpu/photo_x2", None, 420, 7)],
     ],
 }  # fmt: skip
 GRACE_S = 45  # process start, data decoding, the last validation and checkpoint
