@@ -115,7 +115,7 @@ def upscale(
         is_jpeg = {source.suffix.lower() in (".jpg", ".jpeg") for source, _ in found.files}
 
         def for_device(d):
-            if model is None:  # JPEGs only: the photo model alone is held
+            if model is None:  # the default route; for a batch of JPEGs, the photo model alone
                 return default_route(lambda name, strength: make(name, d, strength), jpeg_only=False not in is_jpeg)
             return make(model, d)
 

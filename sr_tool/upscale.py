@@ -403,8 +403,9 @@ class ByDegradation:
         else:
             strength = DEFAULT_JPEG_STRENGTH if strength is None else strength
             chosen, label = self._photo(strength), f"{self._by_strength[strength].model_path.stem} at {strength:g}"
+        result = chosen.upscale(image, on_tiles=on_tiles)
         self.routed[label] += 1
-        return chosen.upscale(image, on_tiles=on_tiles)
+        return result
 
 
 def _torch_cuda() -> bool:

@@ -38,3 +38,17 @@ def smooth_scene(h=240, w=320) -> np.ndarray:
 def with_noise(image: np.ndarray, sigma: float, seed=0) -> np.ndarray:
     noise = np.random.default_rng(seed).normal(0, sigma, image.shape)
     return np.clip(np.round(image + noise), 0, 255).astype(np.uint8)
+
+
+def tiny_shipped_models(folder: Path, clean: str, scale: int = 2) -> Path:
+    """``folder`` filled as the shipped models' folder with tiny models: ``clean`` (the default for
+    clean inputs), photo and its partner pixel. Point ``sr_tool.upscale.shipped_models_dir`` at it."""
+    import json
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for seed, name in enumerate((clean, "photo", "pixel")):
+        shutil.copy(tiny_onnx(scale, seed=seed), folder / f"{name}_x{scale}.onnx")
+    (folder / f"photo_x{scale}.json").write_text(json.dumps({"scale": scale, "strength_partner": "pixel"}))
+    return folder
+

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image, ImageCms
 from typer.testing import CliRunner
 
-from helpers import smooth_scene, tiny_onnx, with_noise
+from helpers import smooth_scene, tiny_onnx, tiny_shipped_models, with_noise
 from sr_tool.cli import app
 from sr_tool.files import TEMP_SUFFIX
 from sr_tool.image_io import read_image
@@ -304,17 +304,9 @@ def test_a_big_image_reports_progress_tile_by_tile(tmp_path):
 
 
 def test_without_a_model_jpeg_and_noisy_inputs_get_the_photo_model_at_the_strength_they_call_for(tmp_path, monkeypatch):
-    import json
-    import shutil
-
     import sr_tool.upscale as upscale
 
-    models = tmp_path / "models"
-    models.mkdir()
-    shutil.copy(tiny_onnx(2, seed=0), models / "perceptual_x2.onnx")
-    shutil.copy(tiny_onnx(2, seed=1), models / "photo_x2.onnx")
-    shutil.copy(tiny_onnx(2, seed=2), models / "pixel_x2.onnx")
-    (models / "photo_x2.json").write_text(json.dumps({"scale": 2, "strength_partner": "pixel"}))
+    models = tiny_shipped_models(tmp_path / "models", clean="perceptual")
     monkeypatch.setattr(upscale, "shipped_models_dir", lambda: models)
     folder = tmp_path / "in"
     folder.mkdir()

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from helpers import tiny_onnx
+from helpers import tiny_onnx, tiny_shipped_models
 from sr_tool.cli import app
 from sr_tool.evaluate import evaluate, judges_trained_on, load_pairs, most_different_box, summarise
 from sr_tool.image_io import read_image
@@ -257,18 +257,10 @@ def test_eval_warns_of_a_model_at_another_scale_and_footnotes_only_marked_judges
 
 def test_eval_scores_the_default_route_as_upscale_runs_it(tmp_path, monkeypatch, data_dir):
     """-m default: clean LR gets the clean default model, noisy LR the photo model (as srtool upscale)."""
-    import json as json_
-    import shutil
-
     import sr_tool.upscale as upscale
     from sr_tool.evaluate import make_lr_set
 
-    models = tmp_path / "models"
-    models.mkdir()
-    shutil.copy(tiny_onnx(2, seed=0), models / "msssim_x2.onnx")
-    shutil.copy(tiny_onnx(2, seed=1), models / "photo_x2.onnx")
-    shutil.copy(tiny_onnx(2, seed=2), models / "pixel_x2.onnx")
-    (models / "photo_x2.json").write_text(json_.dumps({"scale": 2, "strength_partner": "pixel"}))
+    models = tiny_shipped_models(tmp_path / "models", clean="msssim")
     monkeypatch.setattr(upscale, "shipped_models_dir", lambda: models)
     folder = tmp_path / "set"
     folder.mkdir()
