@@ -14,6 +14,7 @@ from sr_tool.image_io import (
     ImageReadError,
     ImageWriteError,
     estimate_jpeg_quality,
+    estimate_webp_quality,
     ijg_luminance_table,
     is_srtool_output,
     read_image,
@@ -328,6 +329,27 @@ def test_views_of_other_four_channel_arrays_keep_their_own_pixels(tmp_path):
         write_image(tmp_path / name, view)
         assert np.array_equal(np.asarray(Image.open(tmp_path / name)), view), name
     assert new_pixels(4, 5, 3, np.uint16).shape == (4, 5, 3) and new_pixels(4, 5, 1, np.uint8).base is None
+
+
+def test_webp_quality_is_read_from_the_vp8_quantisers(tmp_path):
+    from helpers import smooth_scene, with_noise
+
+    scene = with_noise(smooth_scene(), 4)  # some texture, so that the segments differ
+    for quality, tolerance in ((20, 12), (50, 12), (75, 12), (90, 2), (95, 2), (100, 0)):  # mid-range: by content
+        Image.fromarray(scene).save(tmp_path / "q.webp", quality=quality)
+        assert abs(read_image(tmp_path / "q.webp").info.webp_quality - quality) <= tolerance, quality
+    # ICC and EXIF chunks come first in an extended file: skipped, same estimate
+    Image.fromarray(scene).save(tmp_path / "x.webp", quality=60, icc_profile=SRGB_ICC, exif=b"Exif\x00\x00" + bytes(3000))
+    Image.fromarray(scene).save(tmp_path / "p.webp", quality=60)
+    assert estimate_webp_quality(tmp_path / "x.webp") == estimate_webp_quality(tmp_path / "p.webp") is not None
+    Image.fromarray(scene).save(tmp_path / "l.webp", lossless=True)
+    assert read_image(tmp_path / "l.webp").info.webp_quality is None  # lossless: nothing was quantised
+    frames = [Image.fromarray(scene), Image.fromarray(scene[::-1].copy())]
+    frames[0].save(tmp_path / "a.webp", save_all=True, append_images=frames[1:], quality=60)
+    assert estimate_webp_quality(tmp_path / "a.webp") is None  # animation frames sit in ANMF chunks
+    (tmp_path / "t.webp").write_bytes((tmp_path / "p.webp").read_bytes()[:26])  # cut short in the frame header
+    assert estimate_webp_quality(tmp_path / "t.webp") is None
+    assert read_image(tmp_path / "q.webp").info.jpeg_quality is None
 
 
 def test_jpeg_quality_is_read_from_the_quantisation_tables(tmp_path):
