@@ -38,6 +38,10 @@ DEFAULT_JPEG_STRENGTH = 0.5  # where a file's quality is unknown
 #: (highest quality, strength) pairs. On BSD100 x4 the best strength by PSNR-Y was 1 at quality 50
 #: and 60, 0.75 at 75, 0.5 at 90 and 0.25 at 95 (README: "Real-photo inputs"); the bounds lie between.
 JPEG_STRENGTHS = ((65, 1.0), (82, 0.75), (92, 0.5), (100, 0.25))
+#: Lossy WebP likewise, by the libwebp quality read from its quantisers: its in-loop deblocking
+#: leaves milder artifacts, so less of photo is best (BSD100 x4: 0.75 at quality 50, 0.5 at 75,
+#: 0.25 at 90 and 95; README: "Real-photo inputs").
+WEBP_STRENGTHS = ((62, 0.75), (82, 0.5), (100, 0.25))
 #: ... or by the image's noise, where that asks for more (sigma in 8-bit levels, as
 #: :func:`sr_tool.noise.estimate_noise_sigma` reads it): (lowest sigma, strength) pairs. Below the
 #: first, a non-JPEG image is clean and gets the clean model. Clean photos read up to about 7 where
@@ -339,18 +343,30 @@ def jpeg_strength(quality: int | None) -> float:
     return next(strength for highest, strength in JPEG_STRENGTHS if quality <= highest)
 
 
+def compression_strength(info: ImageInfo) -> float | None:
+    """The photo strength a lossy source's compression calls for: a JPEG's by its quality, a lossy
+    WebP's by its libwebp quality (:data:`WEBP_STRENGTHS`); None for lossless sources."""
+    if info.format == "JPEG":
+        return jpeg_strength(info.jpeg_quality)
+    if info.format == "WEBP" and info.webp_quality is not None:
+        return next(strength for highest, strength in WEBP_STRENGTHS if info.webp_quality <= highest)
+    return None
+
+
 def noise_strength(sigma: float) -> float | None:
     """The photo strength for noise of this sigma (:data:`NOISE_STRENGTHS`), or None: clean enough."""
     return next((strength for lowest, strength in reversed(NOISE_STRENGTHS) if sigma >= lowest), None)
 
 
 def photo_strength(image: LoadedImage) -> float | None:
-    """The strength of the photo model this image calls for, or None for the clean model: a JPEG's
-    is set by its quality, raised to its noise's where that is higher; another image's by its noise."""
+    """The strength of the photo model this image calls for, or None for the clean model: a lossy
+    source's is set by its compression (:func:`compression_strength`), raised to its noise's where
+    that is higher; a lossless one's by its noise alone."""
     by_noise = noise_strength(estimate_noise_sigma(image.array))
-    if image.info.format != "JPEG":
+    by_compression = compression_strength(image.info)
+    if by_compression is None:
         return by_noise
-    return max(jpeg_strength(image.info.jpeg_quality), by_noise or 0.0)
+    return max(by_compression, by_noise or 0.0)
 
 
 #: The name that stands for :func:`default_route` (``srtool eval -m default``).
@@ -380,11 +396,13 @@ class ByDegradation:
         self.clean = clean
         first = self._photo(DEFAULT_JPEG_STRENGTH)  # now: the scale, and any loading error, before a batch starts
         self.scale = (clean or first).scale
-        jpeg = ", ".join(f"{s:g} up to quality {q}" for q, s in JPEG_STRENGTHS[:-1]) + f", {JPEG_STRENGTHS[-1][1]:g} above"
+        jpeg, webp = (", ".join(f"{s:g} up to quality {q}" for q, s in table[:-1]) + f", {table[-1][1]:g} above"
+                      for table in (JPEG_STRENGTHS, WEBP_STRENGTHS))  # fmt: skip
         noise = ", ".join(f"{s:g} from sigma {sigma:g}" for sigma, s in NOISE_STRENGTHS)
         photo = (f"{first.model_path.name} mixed with {first.partner.name} at a strength set by each JPEG's quality "
-                 f"({jpeg}) and each image's noise ({noise}) x{first.model_scale} on {first.engine.description}")  # fmt: skip
-        self.description = f"{clean.description}; JPEG and noisy inputs: {photo}" if clean else photo
+                 f"({jpeg}), each lossy WebP's ({webp}) and each image's noise ({noise}) x{first.model_scale} on "
+                 f"{first.engine.description}")  # fmt: skip
+        self.description = f"{clean.description}; JPEG, WebP and noisy inputs: {photo}" if clean else photo
         self.warnings = list(dict.fromkeys((clean.warnings if clean else []) + first.warnings))
         self.routed: Counter[str] = Counter()  # images per choice, e.g. {"photo at 0.75": 3, "msssim_x4.onnx": 5}
 

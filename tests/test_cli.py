@@ -107,11 +107,14 @@ def test_upscale_help_states_the_strengths_the_route_uses():
     import typer
 
     from sr_tool.cli import app
-    from sr_tool.upscale import JPEG_STRENGTHS, NOISE_STRENGTHS
+    from sr_tool.upscale import JPEG_STRENGTHS, NOISE_STRENGTHS, WEBP_STRENGTHS
 
     model = next(p for p in typer.main.get_command(app).commands["upscale"].params if p.name == "model")
     stated = model.help.split("JPEG quality (")[1].split(")")[0]  # "1 up to quality 65, 0.75 up to 82, ..."
     for (highest, strength), part in zip(JPEG_STRENGTHS, stated.split(", "), strict=True):
+        assert part.startswith(f"{strength:g} ") and (str(highest) in part or highest == 100), part
+    stated = model.help.split("WebP quality (")[1].split(")")[0]  # "0.75 up to 62, 0.5 up to 82, 0.25 above"
+    for (highest, strength), part in zip(WEBP_STRENGTHS, stated.split(", "), strict=True):
         assert part.startswith(f"{strength:g} ") and (str(highest) in part or highest == 100), part
     stated = model.help.split("noise where that asks for more (")[1].split(", in 8-bit")[0]  # "0.5 from sigma 5, ..."
     assert stated.split(", ") == [f"{strength:g} from sigma {sigma:g}" for sigma, strength in NOISE_STRENGTHS]

@@ -113,3 +113,13 @@ def test_the_photo_strength_follows_the_jpeg_quality_and_the_noise(tmp_path):
     assert strength["clean40.jpg"] == jpeg_strength(40) == 1
     assert strength["noisy95.jpg"] == 1  # its noise asks for more than its quality
 
+
+def test_a_lossy_webp_gets_the_strength_of_its_quality_a_lossless_one_none(tmp_path):
+    from sr_tool.upscale import photo_strength
+
+    for quality, strength in ((30, 0.75), (95, 0.25)):
+        Image.fromarray(smooth_scene()).save(tmp_path / "q.webp", quality=quality)
+        assert photo_strength(read_image(tmp_path / "q.webp")) == strength, quality
+    Image.fromarray(smooth_scene()).save(tmp_path / "l.webp", lossless=True)
+    assert photo_strength(read_image(tmp_path / "l.webp")) is None
+
