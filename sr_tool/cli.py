@@ -393,17 +393,19 @@ def make_lr(
     out: Annotated[str, typer.Argument(metavar="OUT", help="Folder for the LR files.", show_default=False)],
     scale: Annotated[int, Opt("-x", "--scale", metavar="S", help="Upscaling factor.")] = 4,
     jpeg_quality: Annotated[int | None, Opt("--jpeg", metavar="Q", min=1, max=100, help="Save as JPEG of this quality (Pillow, 4:2:0); default: PNG.")] = None,
+    webp_quality: Annotated[int | None, Opt("--webp", metavar="Q", min=1, max=99, help="Save as lossy WebP of this quality (Pillow's libwebp).")] = None,
     noise: Annotated[float, Opt("--noise", metavar="SIGMA", min=0, help="Gaussian noise sigma on the LR, 0-255 scale.")] = 0.0,
     seed: Annotated[int, Opt(metavar="N", help="Seed of the noise.")] = 0,
 ) -> None:
-    """Degraded LR test sets for `srtool eval --lr`: the benchmark's bicubic LR, plus noise, then JPEG.
+    """Degraded LR test sets for `srtool eval --lr`: the benchmark's bicubic LR, plus noise, then JPEG or WebP.
 
     BSD100 x4 with JPEG 75: srtool make-lr ../shared/data/BSD100 evals/lr/BSD100_x4_jpeg75 -x 4 --jpeg 75"""
     from sr_tool.evaluate import make_lr_set
     from sr_tool.image_io import ImageReadError, ImageWriteError
 
     try:
-        written = make_lr_set(data, out, scale, jpeg_quality=jpeg_quality, noise_sigma=noise, seed=seed)
+        written = make_lr_set(data, out, scale, jpeg_quality=jpeg_quality, webp_quality=webp_quality, noise_sigma=noise,
+                              seed=seed)  # fmt: skip
     except (ValueError, ImageReadError, ImageWriteError, OSError) as err:
         _fail(str(err))
     typer.echo(f"{len(written)} LR images in {out}")

@@ -122,14 +122,20 @@ def make_lr_set(
     scale: int,
     *,
     jpeg_quality: int | None = None,
+    webp_quality: int | None = None,
     noise_sigma: float = 0.0,
     seed: int = 0,
 ) -> list[Path]:
     """Write a degraded LR test set: each image's benchmark LR (as :func:`load_pairs` finds it), plus
     Gaussian noise of ``noise_sigma`` (0-255 scale, seeded per image, rounded to 8 bits), then saved
-    as a real JPEG of ``jpeg_quality`` (Pillow, 4:2:0) or as PNG. Names: ``<stem>x<scale>.jpg|png``."""
+    as a real JPEG of ``jpeg_quality`` (Pillow, 4:2:0), a lossy WebP of ``webp_quality`` (Pillow's
+    libwebp, 1..99), or as PNG. Names: ``<stem>x<scale>.jpg|webp|png``."""
+    if jpeg_quality is not None and webp_quality is not None:
+        raise ValueError("an LR set is JPEG or WebP, not both")
     if jpeg_quality is not None and not 1 <= jpeg_quality <= 100:
         raise ValueError(f"JPEG quality must be 1..100, got {jpeg_quality}")
+    if webp_quality is not None and not 1 <= webp_quality <= 99:
+        raise ValueError(f"WebP quality must be 1..99 (100 is lossless), got {webp_quality}")
     if noise_sigma < 0:
         raise ValueError(f"noise sigma must be >= 0, got {noise_sigma}")
     out_dir = Path(out_dir)
@@ -141,10 +147,10 @@ def make_lr_set(
             gen = torch.Generator().manual_seed(seed * 1_000_003 + i)
             lr = lr + torch.randn(lr.shape, generator=gen) * noise_sigma / 255
         lr = torch.floor(lr.clamp(0, 1) * 255 + 0.5) / 255
-        suffix = ".jpg" if jpeg_quality is not None else ".png"
+        suffix = ".jpg" if jpeg_quality is not None else ".webp" if webp_quality is not None else ".png"
         # not marked as srtool's output: an LR set is there to be upscaled, folder and all
-        written.append(write_image(out_dir / f"{pair.name}x{scale}{suffix}", lr, quality=jpeg_quality or 95, bit_depth=8,
-                                   mark=False))  # fmt: skip
+        written.append(write_image(out_dir / f"{pair.name}x{scale}{suffix}", lr, quality=jpeg_quality or webp_quality or 95,
+                                   bit_depth=8, mark=False))  # fmt: skip
     return written
 
 

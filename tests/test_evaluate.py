@@ -167,6 +167,14 @@ def test_make_lr_writes_jpeg_and_noisy_sets_that_eval_reads(tmp_path, data_dir):
     loss = psnr_y(jpeg[0].lr.pixels, clean[0].lr.pixels).item()
     assert 25 < loss < 40  # a real, visible JPEG loss
 
+    result = runner.invoke(app, ["make-lr", str(folder), str(tmp_path / "webp"), "-x", "2", "--webp", "50"])
+    assert result.exit_code == 0, result.output
+    webp = load_pairs(folder, 2, tmp_path / "webp")
+    assert webp[0].lr.info.format == "WEBP" and abs(webp[0].lr.info.webp_quality - 50) <= 12
+    assert 25 < psnr_y(webp[0].lr.pixels, clean[0].lr.pixels).item() < 45  # lossy
+    with pytest.raises(ValueError, match="JPEG or WebP"):
+        make_lr_set(folder, tmp_path / "both", 2, jpeg_quality=50, webp_quality=50)
+
     make_lr_set(folder, tmp_path / "noise", 2, noise_sigma=10, seed=1)
     noisy = load_pairs(folder, 2, tmp_path / "noise")
     residual = (noisy[0].lr.pixels - clean[0].lr.pixels) * 255
