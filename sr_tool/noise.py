@@ -26,7 +26,7 @@ _QUIET_BIAS = 0.856
 #: Blocks with more of their samples at 0 or 255 than this are not measured.
 MAX_CLIPPED_SHARE = 0.1
 #: Whole-image estimates stop improving long before phone-sized images; larger inputs are
-#: measured on this many evenly spread rows of blocks, so that the cost stays a few milliseconds.
+#: measured on this many evenly spread rows of blocks (0.2 s for a 12-megapixel photo).
 MAX_BLOCK_ROWS = 64
 
 
