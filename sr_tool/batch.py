@@ -218,6 +218,8 @@ def run_batch(
     (what the output cannot keep: animation frames, alpha in JPEG), ``("tiles", job, {"done": k,
     "total": n})`` while a big image is upscaled tile by tile. Ctrl-C (KeyboardInterrupt in the
     calling thread) stops the workers after their current file and returns with ``interrupted``.
+    Where the upscalers have a ``prepare(image) -> image`` method (the default route's noise
+    estimate), the decoding threads call it on each image, so the inference threads need not.
 
     Each output is claimed before its input is read (an exclusive lock file beside it), so two runs,
     or shards on a shared file system, pointed at one output folder split the work and never write
@@ -285,6 +287,8 @@ def run_batch(
                 continue
         return False
 
+    prepare = getattr(upscalers[0], "prepare", None) if upscalers else None
+
     def decode_worker() -> None:
         while not stop.is_set():
             try:
@@ -298,6 +302,8 @@ def run_batch(
             except ImageReadError as err:
                 fail(job, err.reason)
                 continue
+            if prepare is not None:  # e.g. the default route's noise estimate: here, not on the accelerator's thread
+                image = prepare(image)
             for message in _losses_of(image, job.target):
                 emit("warning", job, {"message": message})
             if not put(decoded, (job, image)):

@@ -77,11 +77,14 @@ class ImageInfo:
 @dataclass
 class LoadedImage:
     """Decoded samples: ``array`` HxWxC (C = 1 gray, 3 colour), uint8 / uint16 as decoded or float32
-    in [0, 1]; ``alpha_array`` HxWx1 likewise or None; and the source's info."""
+    in [0, 1]; ``alpha_array`` HxWx1 likewise or None; and the source's info. ``noise_sigma``: the
+    estimate of :func:`sr_tool.noise.estimate_noise_sigma`, where it was taken already (a batch takes
+    it while decoding, off the accelerator's thread)."""
 
     array: np.ndarray
     alpha_array: np.ndarray | None
     info: ImageInfo
+    noise_sigma: float | None = None
 
     @classmethod
     def from_tensors(cls, pixels, alpha=None, info: ImageInfo | None = None) -> LoadedImage:

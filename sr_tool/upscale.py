@@ -362,7 +362,8 @@ def photo_strength(image: LoadedImage) -> float | None:
     """The strength of the photo model this image calls for, or None for the clean model: a lossy
     source's is set by its compression (:func:`compression_strength`), raised to its noise's where
     that is higher; a lossless one's by its noise alone."""
-    by_noise = noise_strength(estimate_noise_sigma(image.array))
+    sigma = image.noise_sigma if image.noise_sigma is not None else estimate_noise_sigma(image.array)
+    by_noise = noise_strength(sigma)
     by_compression = compression_strength(image.info)
     if by_compression is None:
         return by_noise
@@ -405,6 +406,11 @@ class ByDegradation:
         self.description = f"{clean.description}; JPEG, WebP and noisy inputs: {photo}" if clean else photo
         self.warnings = list(dict.fromkeys((clean.warnings if clean else []) + first.warnings))
         self.routed: Counter[str] = Counter()  # images per choice, e.g. {"photo at 0.75": 3, "msssim_x4.onnx": 5}
+
+    def prepare(self, image: LoadedImage) -> LoadedImage:
+        """Take the noise estimate now (a batch calls this in its decoding threads)."""
+        image.noise_sigma = estimate_noise_sigma(image.array)
+        return image
 
     def _photo(self, strength: float) -> Upscaler:
         if strength not in self._by_strength:

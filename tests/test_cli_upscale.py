@@ -346,6 +346,37 @@ def test_without_a_model_jpeg_and_noisy_inputs_get_the_photo_model_at_the_streng
     assert result.exit_code == 0 and "photo_x2.onnx at strength 0.5 (mixed with pixel_x2.onnx)" in result.output
 
 
+def test_the_route_estimates_the_noise_while_decoding_not_on_the_inference_thread(tmp_path, monkeypatch):
+    import threading
+
+    import sr_tool.upscale as upscale
+    from sr_tool.batch import Job, run_batch
+    from sr_tool.upscale import Upscaler
+
+    models = tiny_shipped_models(tmp_path / "models", clean="msssim")
+    monkeypatch.setattr(upscale, "shipped_models_dir", lambda: models)
+    route = upscale.default_route(lambda name, strength: Upscaler(name, 2, device="cpu", strength=strength))
+    jobs = []
+    for i, sigma in enumerate((0, 12, 0, 12)):
+        Image.fromarray(with_noise(smooth_scene(32, 40), sigma)).save(tmp_path / f"{i}.png")
+        jobs.append(Job(tmp_path / f"{i}.png", tmp_path / f"{i}_x2.png"))
+    measured_in, estimate = [], upscale.estimate_noise_sigma
+
+    def recording_estimate(array):
+        measured_in.append(threading.current_thread().name)
+        return estimate(array)
+
+    monkeypatch.setattr(upscale, "estimate_noise_sigma", recording_estimate)
+    inference = []
+    real_upscale = route.upscale
+    monkeypatch.setattr(route, "upscale", lambda image, **kw: inference.append(threading.current_thread().name)
+                        or real_upscale(image, **kw))  # fmt: skip
+    result = run_batch(jobs, [route], decode_workers=1)
+    assert len(result.done) == 4 and len(measured_in) == 4  # once per image, no second estimate at inference
+    assert not set(measured_in) & set(inference)
+    assert route.routed == {"msssim_x2.onnx": 2, "photo_x2 at 1": 2}
+
+
 @pytest.mark.parametrize("slow", ["decode", "upscale"])
 def test_batch_reports_how_long_inference_waited_for_decoding(tmp_path, monkeypatch, slow):
     """The share of time the accelerator idles: high when decoding is the bottleneck, low when
