@@ -397,13 +397,10 @@ class ByDegradation:
         self.clean = clean
         first = self._photo(DEFAULT_JPEG_STRENGTH)  # now: the scale, and any loading error, before a batch starts
         self.scale = (clean or first).scale
-        jpeg, webp = (", ".join(f"{s:g} up to quality {q}" for q, s in table[:-1]) + f", {table[-1][1]:g} above"
-                      for table in (JPEG_STRENGTHS, WEBP_STRENGTHS))  # fmt: skip
-        noise = ", ".join(f"{s:g} from sigma {sigma:g}" for sigma, s in NOISE_STRENGTHS)
-        photo = (f"{first.model_path.name} mixed with {first.partner.name} at a strength set by each JPEG's quality "
-                 f"({jpeg}), each lossy WebP's ({webp}) and each image's noise ({noise}) x{first.model_scale} on "
-                 f"{first.engine.description}")  # fmt: skip
-        self.description = f"{clean.description}; JPEG, WebP and noisy inputs: {photo}" if clean else photo
+        photo = (f"{first.model_path.name} mixed with {first.partner.name} at a strength set by each file's "
+                 "compression and noise (the strengths: srtool upscale --help)")  # fmt: skip
+        self.description = (f"{clean.description}; JPEG, WebP and noisy inputs: {photo}" if clean
+                            else f"{photo} x{first.model_scale} on {first.engine.description}")  # fmt: skip
         self.warnings = list(dict.fromkeys((clean.warnings if clean else []) + first.warnings))
         self.routed: Counter[str] = Counter()  # images per choice, e.g. {"photo at 0.75": 3, "msssim_x4.onnx": 5}
 
