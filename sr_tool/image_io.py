@@ -284,8 +284,9 @@ def estimate_jpeg_quality(tables: dict) -> int | None:
 def estimate_webp_quality(path: str | Path) -> int | None:
     """The libwebp quality (0..100) a lossy WebP was saved at, estimated from the quantiser indices in
     its VP8 key-frame header: their mean over the image's segments, through libwebp's curve from
-    quality to quantiser for a segment of average complexity. Within about 8 of the quality Pillow
-    (libwebp) was given, mid-range, and 2 at 90 and above (``tests/test_image_io.py``). None for
+    quality to quantiser for a segment of average complexity. Within about 8 to 12 of the quality
+    Pillow (libwebp) was given, mid-range, depending on content, and 2 at 90 and above
+    (``tests/test_image_io.py``). None for
     lossless WebP, or where no VP8 key frame is found (animations included)."""
     try:
         return _webp_quality(_vp8_frame(Path(path)))
@@ -305,7 +306,7 @@ def _webp_quality(frame: bytes | None) -> int | None:
             absolute = bits.flag()
             quantisers = [bits.signed(7) if bits.flag() else 0 for _ in range(4)]
             [bits.signed(6) if bits.flag() else 0 for _ in range(4)]  # loop-filter levels
-            segments = quantisers if absolute else None  # deltas (libwebp writes absolute values)
+            segments = (quantisers, absolute)  # libwebp writes absolute values; others may write deltas
         if update_map:
             [bits.literal(8) if bits.flag() else 0 for _ in range(3)]  # segment-tree probabilities
     bits.literal(1 + 6 + 3)  # filter type, level, sharpness
@@ -313,8 +314,9 @@ def _webp_quality(frame: bytes | None) -> int | None:
         [bits.signed(6) if bits.flag() else 0 for _ in range(8)]
     bits.literal(2)  # DCT partitions
     base = bits.literal(7)  # the luma AC quantiser index, 0..127
-    compression = (1 - float(np.mean(segments if segments else [base])) / 127) ** 3
-    quality = compression * 1.5 if compression < 0.5 else (compression + 1) / 2  # libwebp: quality -> compression
+    indices = [base] if segments is None else [q if segments[1] else base + q for q in segments[0]]
+    compression = (1 - float(np.clip(np.mean(indices), 0, 127)) / 127) ** 3
+    quality = compression * 1.5 if compression < 0.5 else (compression + 1) / 2  # inverse of libwebp's curve
     return int(np.clip(round(100 * quality), 0, 100))
 
 
