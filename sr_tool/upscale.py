@@ -397,10 +397,11 @@ class ByDegradation:
         self.clean = clean
         first = self._photo(DEFAULT_JPEG_STRENGTH)  # now: the scale, and any loading error, before a batch starts
         self.scale = (clean or first).scale
-        photo = (f"{first.model_path.name} mixed with {first.partner.name} at a strength set by each file's "
-                 "compression and noise (the strengths: srtool upscale --help)")  # fmt: skip
-        self.description = (f"{clean.description}; JPEG, WebP and noisy inputs: {photo}" if clean
-                            else f"{photo} x{first.model_scale} on {first.engine.description}")  # fmt: skip
+        photo = f"{first.model_path.name} mixed with {first.partner.name}"
+        if not clean:
+            photo += f" x{first.model_scale} on {first.engine.description}"
+        photo += ", at a strength set by each file's compression and noise (the strengths: srtool upscale --help)"
+        self.description = f"{clean.description}; JPEG, lossy WebP and noisy inputs: {photo}" if clean else photo
         self.warnings = list(dict.fromkeys((clean.warnings if clean else []) + first.warnings))
         self.routed: Counter[str] = Counter()  # images per choice, e.g. {"photo at 0.75": 3, "msssim_x4.onnx": 5}
 

@@ -113,7 +113,7 @@ def test_upscale_help_states_the_strengths_the_route_uses():
     stated = model.help.split("JPEG quality (")[1].split(")")[0]  # "1 up to quality 65, 0.75 up to 82, ..."
     for (highest, strength), part in zip(JPEG_STRENGTHS, stated.split(", "), strict=True):
         assert part.startswith(f"{strength:g} ") and (str(highest) in part or highest == 100), part
-    stated = model.help.split("WebP quality (")[1].split(")")[0]  # "0.75 up to 62, 0.5 up to 82, 0.25 above"
+    stated = model.help.split("WebP quality (")[1].split(")")[0].split(": ")[1]  # "0.75 up to 62, 0.5 up to 82, 0.25 above"
     for (highest, strength), part in zip(WEBP_STRENGTHS, stated.split(", "), strict=True):
         assert part.startswith(f"{strength:g} ") and (str(highest) in part or highest == 100), part
     stated = model.help.split("noise where that asks for more (")[1].split(", in 8-bit")[0]  # "0.5 from sigma 5, ..."

@@ -322,7 +322,7 @@ def test_without_a_model_jpeg_and_noisy_inputs_get_the_photo_model_at_the_streng
     loud = lambda *args: runner.invoke(app, ["upscale", *map(str, args), "--device", "cpu"])  # noqa: E731
     result = loud(folder, "-x", "2", "-o", tmp_path / "auto")
     assert result.exit_code == 0, result.output
-    assert "JPEG, WebP and noisy inputs: photo_x2.onnx mixed with pixel_x2.onnx at a strength set by each file's" in result.output
+    assert "JPEG, lossy WebP and noisy inputs: photo_x2.onnx mixed with pixel_x2.onnx, at a strength set by each file's" in result.output
     assert "route: 2 to photo_x2 at 1, 1 to perceptual_x2.onnx, 1 to photo_x2 at 0.25" in result.output  # c.jpg, d.png; b; a
     # The same outputs as each input alone with its model: photo at its quality's strength for the
     # JPEGs (1 is photo as trained), photo as trained for the noisy PNG, perceptual for the clean one.
