@@ -284,6 +284,8 @@ class Upscaler:
         elif self.model_scale > scale and not builtin:
             self.warnings.append(f"{self.model_path.name} is an x{self.model_scale} model; its output is downscaled to "
                                  f"x{scale:g} (-x {self.model_scale} keeps its own scale)")  # fmt: skip
+        elif self.model_scale > scale:  # a built-in model's usual way to other scales: said, not warned
+            self.description += f", its output downscaled to x{scale:g}"
         batch = tiles.batch_size or (8 if self.engine.on_gpu else 1)
         tile = tiles.tile or auto_tile(self.engine, batch)
         tiling = self.engine.metadata.get("tiling", "supported")

@@ -88,6 +88,8 @@ def test_builtin_names_resolve_to_the_nearest_larger_scale(tmp_path, monkeypatch
     assert resolve_model("pixel", 1.5).name == "pixel_x2.onnx"
     assert resolve_model("pixel", 3).name == "pixel_x4.onnx"
     assert resolve_model("pixel", 8).name == "pixel_x4.onnx"  # largest; bicubic does the rest
+    assert Upscaler("pixel", 3, device="cpu").description.endswith(", its output downscaled to x3")
+    assert "downscaled" not in Upscaler("pixel", 4, device="cpu").description
     assert upscale.default_model() == "msssim"  # perceptual is not installed here
     assert upscale.default_photo_model() is None  # nor photo
     with pytest.raises(ModelNotFound, match="'perceptual' is not installed"):
