@@ -304,14 +304,13 @@ def _webp_quality(frame: bytes | None) -> int | None:
         update_map, update_data = bits.flag(), bits.flag()
         if update_data:
             absolute = bits.flag()
-            quantisers = [bits.signed(7) if bits.flag() else 0 for _ in range(4)]
-            [bits.signed(6) if bits.flag() else 0 for _ in range(4)]  # loop-filter levels
-            segments = (quantisers, absolute)  # libwebp writes absolute values; others may write deltas
+            segments = (bits.optional(4, 7), absolute)  # libwebp writes absolute values; others may write deltas
+            bits.optional(4, 6)  # loop-filter levels
         if update_map:
-            [bits.literal(8) if bits.flag() else 0 for _ in range(3)]  # segment-tree probabilities
+            bits.optional(3, 8, signed=False)  # segment-tree probabilities
     bits.literal(1 + 6 + 3)  # filter type, level, sharpness
     if bits.flag() and bits.flag():  # loop-filter deltas, updated
-        [bits.signed(6) if bits.flag() else 0 for _ in range(8)]
+        bits.optional(8, 6)
     bits.literal(2)  # DCT partitions
     base = bits.literal(7)  # the luma AC quantiser index, 0..127
     indices = [base] if segments is None else [q if segments[1] else base + q for q in segments[0]]
@@ -367,6 +366,11 @@ class _BoolDecoder:
     def signed(self, bits: int) -> int:
         value = self.literal(bits)
         return -value if self.flag() else value
+
+    def optional(self, count: int, bits: int, signed: bool = True) -> list[int]:
+        """``count`` fields, each a flag and, where it is set, a value (0 where not)."""
+        read = self.signed if signed else self.literal
+        return [read(bits) if self.flag() else 0 for _ in range(count)]
 
 
 def _pillow_to_array(path: Path, img: Image.Image, icc: bytes | None) -> tuple[np.ndarray, bool, int, bytes | None]:

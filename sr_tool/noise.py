@@ -40,7 +40,7 @@ def block_sigmas(plane: np.ndarray, block: int = BLOCK) -> np.ndarray:
     """One noise estimate per ``block`` x ``block`` tile of a HxW plane in 0-255 levels (1-D array).
     Tiles with more than :data:`MAX_CLIPPED_SHARE` of their samples at 0 or 255 are left out:
     clipping hides noise, so black and blown-out areas would read clean."""
-    plane = plane.astype(np.float32)
+    plane = np.asarray(plane, dtype=np.float32)  # no copy of a float32 band
     response = np.abs(_laplacian_difference(plane))
     h, w = (response.shape[0] // block) * block, (response.shape[1] // block) * block
     if not h or not w:

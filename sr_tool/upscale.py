@@ -338,11 +338,14 @@ class Upscaler:
         return UpscaledImage(pixels=pixels, alpha=alpha, info=image.info)
 
 
+def _by_quality(table: tuple[tuple[int, float], ...], quality: int) -> float:
+    """The strength of the first (highest quality, strength) pair of ``table`` that covers ``quality``."""
+    return next(strength for highest, strength in table if quality <= highest)
+
+
 def jpeg_strength(quality: int | None) -> float:
     """The photo strength for a JPEG of this quality (:data:`JPEG_STRENGTHS`); unknown: the default."""
-    if quality is None:
-        return DEFAULT_JPEG_STRENGTH
-    return next(strength for highest, strength in JPEG_STRENGTHS if quality <= highest)
+    return DEFAULT_JPEG_STRENGTH if quality is None else _by_quality(JPEG_STRENGTHS, quality)
 
 
 def compression_strength(info: ImageInfo) -> float | None:
@@ -351,7 +354,7 @@ def compression_strength(info: ImageInfo) -> float | None:
     if info.format == "JPEG":
         return jpeg_strength(info.jpeg_quality)
     if info.format == "WEBP" and info.webp_quality is not None:
-        return next(strength for highest, strength in WEBP_STRENGTHS if info.webp_quality <= highest)
+        return _by_quality(WEBP_STRENGTHS, info.webp_quality)
     return None
 
 
@@ -426,7 +429,8 @@ class ByDegradation:
             chosen, label = self.clean, self.clean.model_path.name
         else:
             strength = DEFAULT_JPEG_STRENGTH if strength is None else strength
-            chosen, label = self._photo(strength), f"{self._by_strength[strength].model_path.stem} at {strength:g}"
+            chosen = self._photo(strength)
+            label = f"{chosen.model_path.stem} at {strength:g}"
         result = chosen.upscale(image, on_tiles=on_tiles)
         self.routed[label] += 1
         return result

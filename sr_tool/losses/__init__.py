@@ -29,17 +29,11 @@ def _deep(kind: str, net: str) -> Callable[..., nn.Module]:
             return DeepFeatureLoss(load_st_lpips(net))
         if kind == "elpips":
             return RandomTransformEnsemble(load_st_lpips(net))
+        if kind == "texture":
+            from sr_tool.losses.texture import GramTextureLoss
+
+            return GramTextureLoss(load_st_lpips(net))
         return DeepFeatureLoss(load_lpips(net, backbone_weights=backbone_weights))
-
-    return make
-
-
-def _texture(net: str) -> Callable[[], nn.Module]:
-    def make() -> nn.Module:
-        from sr_tool.losses.deep import load_st_lpips
-        from sr_tool.losses.texture import GramTextureLoss
-
-        return GramTextureLoss(load_st_lpips(net))
 
     return make
 
@@ -69,8 +63,8 @@ LOSSES: dict[str, Callable[[], nn.Module]] = {
     "lpips-alex": _deep("lpips", "alex"),
     "lpips-vgg": _deep("lpips", "vgg"),
     # local Gram matrices of ST-LPIPS features: which features fire together, not where (EnhanceNet)
-    "texture-alex": _texture("alex"),
-    "texture-vgg": _texture("vgg"),
+    "texture-alex": _deep("texture", "alex"),
+    "texture-vgg": _deep("texture", "vgg"),
     # a patch discriminator trained alongside: sees arrangement, which energy-based losses cannot
     "gan": _adversarial,
 }
