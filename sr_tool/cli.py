@@ -72,7 +72,7 @@ def upscale(
     inputs: Annotated[list[str], typer.Argument(metavar="INPUTS", help="Image files, folders or globs.", show_default=False)],
     output: Annotated[str | None, Opt("-o", "--output", metavar="PATH", help="Output file (one input) or folder; default: beside each input.", rich_help_panel=_OUTPUT)] = None,
     scale: Annotated[float | None, Opt("-x", "--scale", metavar="S", help="Upscaling factor; any value above 1 (e.g. 2, 3, 4, 1.5). Default: 4 for the built-in models, a model file's own scale.", show_default=False)] = None,
-    model: Annotated[str | None, Opt("--model", "-m", metavar="MODEL", help="pixel, msssim, perceptual, photo (for JPEG, noisy and soft photos), bicubic, a model file (.onnx; .pth or .safetensors of any architecture spandrel knows; a training checkpoint .ckpt), or a file's name in --models-dir; default: msssim, and for JPEG, lossy WebP and noisy inputs photo mixed with pixel at a strength set by the file's JPEG quality (1 up to quality 65, 0.75 up to 82, 0.5 up to 92, 0.25 above), its lossy WebP quality (estimated from the quantisers, within about 10: 0.75 up to 62, 0.5 up to 82, 0.25 above) or the image's noise where that asks for more (0.5 from sigma 5, 1 from sigma 8, in 8-bit levels): it removes the blocks, ringing and noise the others sharpen.")] = None,
+    model: Annotated[str | None, Opt("--model", "-m", metavar="MODEL", help="pixel, msssim, perceptual, photo (for JPEG, noisy and soft photos), bicubic, a model file (.onnx; .pth or .safetensors of any architecture spandrel knows; a training checkpoint .ckpt), or a file's name in --models-dir; default: msssim, and for JPEG, lossy WebP and noisy inputs photo mixed with pixel at a strength set by the file's JPEG quality (1 up to quality 65, 0.75 up to 82, 0.5 up to 92, 0.25 above), read in the pixels where they show an earlier JPEG's 8x8 grid (a PNG saved from a JPEG, a JPEG re-saved at a higher quality), its lossy WebP quality (estimated from the quantisers, within about 10: 0.75 up to 62, 0.5 up to 82, 0.25 above) or the image's noise where that asks for more (0.5 from sigma 5, 1 from sigma 8, in 8-bit levels): it removes the blocks, ringing and noise the others sharpen.")] = None,
     strength: Annotated[float | None, Opt("--strength", metavar="S", min=0, max=1, help="Denoise strength, 0..1, of a model trained on noisy, compressed input whose card names a clean partner (the photo model and pixel): mixes their weights; 1 = the model as trained, 0 = the partner. Alone: photo at this strength for every input (without it, JPEG, lossy WebP and noisy inputs get a strength set by their quality and noise).")] = None,
     recursive: Annotated[bool, Opt("--recursive", "-r", metavar=_FLAG, help="Descend into sub-folders.", rich_help_panel=_INPUT)] = False,
     max_pixels: Annotated[int, Opt(metavar="N", help="Refuse inputs with more pixels (decompression bombs).", rich_help_panel=_INPUT)] = 150_000_000,
@@ -278,7 +278,7 @@ def models(models_dir: ModelsDir = None) -> None:
 
 @app.command(name="eval", cls=_Command)
 def evaluate_models(
-    model: Annotated[list[str], Opt("--model", "-m", metavar="MODEL", help="Model to score (repeatable): built-in name, model file (.onnx, .pth, .safetensors), a name in --models-dir, or default: what srtool upscale runs without --model (photo for JPEG, lossy WebP and noisy inputs).")],
+    model: Annotated[list[str], Opt("--model", "-m", metavar="MODEL", help="Model to score (repeatable): built-in name, model file (.onnx, .pth, .safetensors), a name in --models-dir, or default: what srtool upscale runs without --model (photo for JPEG, lossy WebP and noisy inputs, and PNGs that were JPEGs).")],
     data: Annotated[str, Opt("--data", metavar="FOLDER", help="Folder of HR images (or with HR/ and LR_bicubic/X<s>/).")],
     scale: Annotated[int, Opt("-x", "--scale", metavar="S", help="Upscaling factor.")] = 4,
     lr: Annotated[str | None, Opt("--lr", metavar="FOLDER", help="LR folder to upscale instead (<stem>x<s>.* or <stem>.*, e.g. from `srtool make-lr`).")] = None,
@@ -396,6 +396,8 @@ def make_lr(
     webp_quality: Annotated[int | None, Opt("--webp", metavar="Q", min=1, max=99, help="Save as lossy WebP of this quality (Pillow's libwebp).")] = None,
     noise: Annotated[float, Opt("--noise", metavar="SIGMA", min=0, help="Gaussian noise sigma on the LR, 0-255 scale.")] = 0.0,
     seed: Annotated[int, Opt(metavar="N", help="Seed of the noise.")] = 0,
+    as_png: Annotated[bool, Opt("--png", metavar=_FLAG, help="With --jpeg: save the JPEG's pixels as PNG (a PNG that was a JPEG).")] = False,
+    resave: Annotated[int | None, Opt("--resave", metavar="Q", min=1, max=100, help="With --jpeg: save the JPEG's pixels as a JPEG again, of this quality.")] = None,
 ) -> None:
     """Degraded LR test sets for `srtool eval --lr`: the benchmark's bicubic LR, plus noise, then JPEG or WebP.
 
@@ -405,7 +407,7 @@ def make_lr(
 
     try:
         written = make_lr_set(data, out, scale, jpeg_quality=jpeg_quality, webp_quality=webp_quality, noise_sigma=noise,
-                              seed=seed)  # fmt: skip
+                              seed=seed, resave_quality=resave, as_png=as_png)  # fmt: skip
     except (ValueError, ImageReadError, ImageWriteError, OSError) as err:
         _fail(str(err))
     typer.echo(f"{len(written)} LR images in {out}")

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from sr_tool.files import atomic_output
-from sr_tool.image_io import LoadedImage, quantise, read_image, to_tensor, write_image
+from sr_tool.image_io import LoadedImage, jpeg_round_trip, quantise, read_image, to_tensor, write_image
 from sr_tool.metrics import deep_distance, deep_target, ms_ssim_rgb, psnr_y, spectral_excess, ssim_y
 from sr_tool.resize import imresize
 
@@ -125,13 +125,22 @@ def make_lr_set(
     webp_quality: int | None = None,
     noise_sigma: float = 0.0,
     seed: int = 0,
+    resave_quality: int | None = None,
+    as_png: bool = False,
 ) -> list[Path]:
     """Write a degraded LR test set: each image's benchmark LR (as :func:`load_pairs` finds it), plus
     Gaussian noise of ``noise_sigma`` (0-255 scale, seeded per image, rounded to 8 bits), then saved
     as a real JPEG of ``jpeg_quality`` (Pillow, 4:2:0), a lossy WebP of ``webp_quality`` (Pillow's
-    libwebp, 1..99), or as PNG. Names: ``<stem>x<scale>.jpg|webp|png``."""
+    libwebp, 1..99), or as PNG. Names: ``<stem>x<scale>.jpg|webp|png``. A JPEG's pixels can go on as a
+    PNG (``as_png``: a PNG that was a JPEG) or as a JPEG again at ``resave_quality`` (a re-saved one)."""
     if jpeg_quality is not None and webp_quality is not None:
         raise ValueError("an LR set is JPEG or WebP, not both")
+    if (as_png or resave_quality is not None) and jpeg_quality is None:
+        raise ValueError("saving as PNG or re-saving applies to a JPEG set: give its quality")
+    if as_png and resave_quality is not None:
+        raise ValueError("a JPEG set goes on as a PNG or as a re-saved JPEG, not both")
+    if resave_quality is not None and not 1 <= resave_quality <= 100:
+        raise ValueError(f"JPEG quality must be 1..100, got {resave_quality}")
     if jpeg_quality is not None and not 1 <= jpeg_quality <= 100:
         raise ValueError(f"JPEG quality must be 1..100, got {jpeg_quality}")
     if webp_quality is not None and not 1 <= webp_quality <= 99:
@@ -147,10 +156,12 @@ def make_lr_set(
             gen = torch.Generator().manual_seed(seed * 1_000_003 + i)
             lr = lr + torch.randn(lr.shape, generator=gen) * noise_sigma / 255
         lr = torch.floor(lr.clamp(0, 1) * 255 + 0.5) / 255
-        suffix = ".jpg" if jpeg_quality is not None else ".webp" if webp_quality is not None else ".png"
+        quality = jpeg_quality or webp_quality or 95
+        if as_png or resave_quality is not None:
+            lr, quality = jpeg_round_trip(lr, jpeg_quality), resave_quality or 95
+        suffix = ".png" if as_png else ".jpg" if jpeg_quality is not None else ".webp" if webp_quality is not None else ".png"
         # not marked as srtool's output: an LR set is there to be upscaled, folder and all
-        written.append(write_image(out_dir / f"{pair.name}x{scale}{suffix}", lr, quality=jpeg_quality or webp_quality or 95,
-                                   bit_depth=8, mark=False))  # fmt: skip
+        written.append(write_image(out_dir / f"{pair.name}x{scale}{suffix}", lr, quality=quality, bit_depth=8, mark=False))
     return written
 
 

@@ -77,14 +77,17 @@ class ImageInfo:
 @dataclass
 class LoadedImage:
     """Decoded samples: ``array`` HxWxC (C = 1 gray, 3 colour), uint8 / uint16 as decoded or float32
-    in [0, 1]; ``alpha_array`` HxWx1 likewise or None; and the source's info. ``noise_sigma``: the
-    estimate of :func:`sr_tool.noise.estimate_noise_sigma`, where it was taken already (a batch takes
-    it while decoding, off the accelerator's thread)."""
+    in [0, 1]; ``alpha_array`` HxWx1 likewise or None; and the source's info. ``noise_sigma`` and
+    ``past_jpeg_quality``: what :func:`sr_tool.noise.estimate_noise_sigma` and
+    :func:`sr_tool.jpeg_trace.past_jpeg_quality` read in the pixels, where that was done already (the
+    default route reads both at once; a batch does it while decoding, off the accelerator's thread).
+    ``noise_sigma`` None: not read yet."""
 
     array: np.ndarray
     alpha_array: np.ndarray | None
     info: ImageInfo
     noise_sigma: float | None = None
+    past_jpeg_quality: int | None = None
 
     @classmethod
     def from_tensors(cls, pixels, alpha=None, info: ImageInfo | None = None) -> LoadedImage:
@@ -484,6 +487,17 @@ def write_image(
     except (OSError, ValueError) as exc:
         raise ImageWriteError(path, f"cannot write image ({_describe(exc)})") from exc
     return path
+
+
+def jpeg_round_trip(pixels, quality: int) -> np.ndarray:
+    """``pixels`` (as :func:`write_image` takes them, 1 or 3 channels) through a JPEG of ``quality``
+    in memory, encoded as :func:`write_image` would write it: the decoded HxWxC uint8 array."""
+    planes = quantise(_channel_last(pixels), np.uint8)
+    buffer = io.BytesIO()
+    img = _pillow_image(planes, "JPEG")
+    img.save(buffer, format="JPEG", **_save_options("JPEG", ImageInfo(), quality, img.width * img.height))
+    decoded = np.asarray(Image.open(buffer))
+    return decoded.reshape(*decoded.shape[:2], -1)
 
 
 def new_pixels(height: int, width: int, channels: int, dtype) -> np.ndarray:

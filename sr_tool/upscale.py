@@ -24,6 +24,7 @@ import numpy as np
 from sr_tool.community import WEIGHT_SUFFIXES
 from sr_tool.engine import auto_tile, available_memory, make_engine
 from sr_tool.image_io import ImageInfo, LoadedImage, new_pixels, quantise, read_image, unit_float, write_image
+from sr_tool.jpeg_trace import past_jpeg_quality
 from sr_tool.noise import estimate_noise_sigma
 from sr_tool.tiling import TiledRunner
 
@@ -47,6 +48,9 @@ WEBP_STRENGTHS = ((62, 0.75), (82, 0.5), (100, 0.25))
 #: first, a non-JPEG image is clean and gets the clean model. Clean photos read up to about 7 where
 #: they are textured all over; on those the 0.5 mix scores level with msssim (README: "Noisy inputs").
 NOISE_STRENGTHS = ((5.0, 0.5), (8.0, 1.0))
+#: A JPEG whose pixels show an earlier compression more than this far below its own quality was
+#: re-saved (an edit, a messenger): the earlier one sets the strength.
+RESAVE_MARGIN = 5
 #: After an output this large, the engine's memory arena is shrunk (small images reuse it for speed).
 RELEASE_ABOVE_PIXELS = 4_000_000
 BICUBIC = "bicubic"
@@ -348,14 +352,20 @@ def jpeg_strength(quality: int | None) -> float:
     return DEFAULT_JPEG_STRENGTH if quality is None else _by_quality(JPEG_STRENGTHS, quality)
 
 
-def compression_strength(info: ImageInfo) -> float | None:
-    """The photo strength a lossy source's compression calls for: a JPEG's by its quality, a lossy
-    WebP's by its libwebp quality (:data:`WEBP_STRENGTHS`); None for lossless sources."""
-    if info.format == "JPEG":
-        return jpeg_strength(info.jpeg_quality)
+def compression_strength(info: ImageInfo, past_jpeg: int | None = None) -> float | None:
+    """The photo strength a source's compression calls for: a JPEG's by its quality, a lossy WebP's by
+    its libwebp quality (:data:`WEBP_STRENGTHS`). ``past_jpeg``: the quality of a JPEG compression the
+    pixels show (:func:`sr_tool.jpeg_trace.past_jpeg_quality`): it sets the strength of a lossless
+    file (a PNG saved from a JPEG), and of a JPEG whose own quality is well above it (re-saved). None:
+    no compression to undo."""
     if info.format == "WEBP" and info.webp_quality is not None:
         return _by_quality(WEBP_STRENGTHS, info.webp_quality)
-    return None
+    quality = info.jpeg_quality if info.format == "JPEG" else None
+    if past_jpeg is not None and (quality is None or past_jpeg < quality - RESAVE_MARGIN):
+        quality = past_jpeg
+    if quality is None and info.format != "JPEG":
+        return None
+    return jpeg_strength(quality)
 
 
 def noise_strength(sigma: float) -> float | None:
@@ -363,13 +373,22 @@ def noise_strength(sigma: float) -> float | None:
     return next((strength for lowest, strength in reversed(NOISE_STRENGTHS) if sigma >= lowest), None)
 
 
+def read_pixels(image: LoadedImage) -> LoadedImage:
+    """Read what the route needs from the pixels into ``image``: its noise and any past JPEG compression."""
+    image.noise_sigma = estimate_noise_sigma(image.array)
+    lossy_webp = image.info.format == "WEBP" and image.info.webp_quality is not None  # its own quality rules
+    image.past_jpeg_quality = None if lossy_webp else past_jpeg_quality(image.array)
+    return image
+
+
 def photo_strength(image: LoadedImage) -> float | None:
-    """The strength of the photo model this image calls for, or None for the clean model: a lossy
-    source's is set by its compression (:func:`compression_strength`), raised to its noise's where
-    that is higher; a lossless one's by its noise alone."""
-    sigma = image.noise_sigma if image.noise_sigma is not None else estimate_noise_sigma(image.array)
-    by_noise = noise_strength(sigma)
-    by_compression = compression_strength(image.info)
+    """The strength of the photo model this image calls for, or None for the clean model: a compressed
+    source's is set by its compression (:func:`compression_strength`; a PNG that was a JPEG counts),
+    raised to its noise's where that is higher; a clean one's by its noise alone."""
+    if image.noise_sigma is None:
+        read_pixels(image)
+    by_noise = noise_strength(image.noise_sigma)
+    by_compression = compression_strength(image.info, image.past_jpeg_quality)
     if by_compression is None:
         return by_noise
     return max(by_compression, by_noise or 0.0)
@@ -411,9 +430,8 @@ class ByDegradation:
         self.routed: Counter[str] = Counter()  # images per choice, e.g. {"photo at 0.75": 3, "msssim_x4.onnx": 5}
 
     def prepare(self, image: LoadedImage) -> LoadedImage:
-        """Take the noise estimate now (a batch calls this in its decoding threads)."""
-        image.noise_sigma = estimate_noise_sigma(image.array)
-        return image
+        """Read the noise and any past JPEG now (a batch calls this in its decoding threads)."""
+        return read_pixels(image)
 
     def _photo(self, strength: float) -> Upscaler:
         if strength not in self._by_strength:

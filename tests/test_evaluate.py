@@ -192,6 +192,28 @@ def test_make_lr_writes_jpeg_and_noisy_sets_that_eval_reads(tmp_path, data_dir):
     assert all(j < c.psnr_y for j, c in zip(bicubic_on_jpeg, clean_rows))
 
 
+def test_make_lr_saves_a_jpeg_set_on_as_png_or_resaved(tmp_path, data_dir):
+    from sr_tool.evaluate import make_lr_set
+    from sr_tool.jpeg_trace import past_jpeg_quality
+
+    folder = tmp_path / "set"
+    folder.mkdir()
+    Image.open(data_dir / "Set14" / "HR" / "baboon.png").crop((0, 0, 240, 200)).save(folder / "baboon.png")
+    make_lr_set(folder, tmp_path / "jpeg", 2, jpeg_quality=60)
+    result = runner.invoke(app, ["make-lr", str(folder), str(tmp_path / "png"), "-x", "2", "--jpeg", "60", "--png"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["make-lr", str(folder), str(tmp_path / "re"), "-x", "2", "--jpeg", "60", "--resave", "95"])
+    assert result.exit_code == 0, result.output
+    jpeg, png, resaved = (read_image(tmp_path / d / f"baboonx2.{s}") for d, s in (("jpeg", "jpg"), ("png", "png"), ("re", "jpg")))
+    assert png.info.format == "PNG" and np.array_equal(png.array, jpeg.array)  # the JPEG's pixels, kept losslessly
+    assert resaved.info.jpeg_quality == 95 and not np.array_equal(resaved.array, jpeg.array)
+    assert past_jpeg_quality(png.array) == past_jpeg_quality(resaved.array) == 60  # the first compression shows
+    with pytest.raises(ValueError, match="applies to a JPEG set"):
+        make_lr_set(folder, tmp_path / "x", 2, as_png=True)
+    with pytest.raises(ValueError, match="not both"):
+        make_lr_set(folder, tmp_path / "x", 2, jpeg_quality=60, as_png=True, resave_quality=90)
+
+
 def test_an_lr_folder_missing_an_image_is_named(tmp_path, data_dir):
     folder, lr = tmp_path / "set", tmp_path / "lr"
     folder.mkdir(), lr.mkdir()

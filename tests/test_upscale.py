@@ -116,6 +116,23 @@ def test_the_photo_strength_follows_the_jpeg_quality_and_the_noise(tmp_path):
     assert strength["noisy95.jpg"] == 1  # its noise asks for more than its quality
 
 
+def test_a_png_that_was_a_jpeg_and_a_resaved_jpeg_get_the_strength_of_the_first_compression(tmp_path):
+    from test_jpeg_trace import textured_scene, through_jpeg
+
+    from sr_tool.upscale import jpeg_strength, photo_strength
+
+    scene = textured_scene()
+    once = through_jpeg(scene, 40)
+    Image.fromarray(once).save(tmp_path / "was_jpeg.png")
+    Image.fromarray(once).save(tmp_path / "resaved.jpg", quality=95)
+    Image.fromarray(scene).save(tmp_path / "clean.png")
+    Image.fromarray(scene).save(tmp_path / "clean.jpg", quality=95)
+    strength = {p.name: photo_strength(read_image(p)) for p in tmp_path.iterdir()}
+    assert strength["was_jpeg.png"] == strength["resaved.jpg"] == jpeg_strength(40) == 1
+    assert strength["clean.png"] is None
+    assert strength["clean.jpg"] == jpeg_strength(95) == 0.25  # its own quality, which its pixels agree with
+
+
 def test_a_lossy_webp_gets_the_strength_of_its_quality_a_lossless_one_none(tmp_path):
     from sr_tool.upscale import photo_strength
 
