@@ -396,10 +396,11 @@ def make_lr(
     webp_quality: Annotated[int | None, Opt("--webp", metavar="Q", min=1, max=99, help="Save as lossy WebP of this quality (Pillow's libwebp).")] = None,
     noise: Annotated[float, Opt("--noise", metavar="SIGMA", min=0, help="Gaussian noise sigma on the LR, 0-255 scale.")] = 0.0,
     seed: Annotated[int, Opt(metavar="N", help="Seed of the noise.")] = 0,
+    blur: Annotated[float, Opt("--blur", metavar="SIGMA", min=0, help="Blur the HR with a Gaussian of this sigma (HR pixels) before the bicubic: a soft photo.")] = 0.0,
     as_png: Annotated[bool, Opt("--png", metavar=_FLAG, help="With --jpeg: save the JPEG's pixels as PNG (a PNG that was a JPEG).")] = False,
     resave: Annotated[int | None, Opt("--resave", metavar="Q", min=1, max=100, help="With --jpeg: save the JPEG's pixels as a JPEG again, of this quality.")] = None,
 ) -> None:
-    """Degraded LR test sets for `srtool eval --lr`: the benchmark's bicubic LR, plus noise, then JPEG or WebP.
+    """Degraded LR test sets for `srtool eval --lr`: the benchmark's bicubic LR (of the blurred HR), plus noise, then JPEG or WebP.
 
     BSD100 x4 with JPEG 75: srtool make-lr ../shared/data/BSD100 evals/lr/BSD100_x4_jpeg75 -x 4 --jpeg 75"""
     from sr_tool.evaluate import make_lr_set
@@ -407,7 +408,7 @@ def make_lr(
 
     try:
         written = make_lr_set(data, out, scale, jpeg_quality=jpeg_quality, webp_quality=webp_quality, noise_sigma=noise,
-                              seed=seed, resave_quality=resave, as_png=as_png)  # fmt: skip
+                              seed=seed, resave_quality=resave, as_png=as_png, blur_sigma=blur)  # fmt: skip
     except (ValueError, ImageReadError, ImageWriteError, OSError) as err:
         _fail(str(err))
     typer.echo(f"{len(written)} LR images in {out}")

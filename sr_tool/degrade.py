@@ -176,6 +176,17 @@ def blur_kernels(stage: Stage, n: int, gen: torch.Generator) -> torch.Tensor:
     return k / k.sum((1, 2), keepdim=True)
 
 
+def gaussian_kernel(sigma: float) -> torch.Tensor:
+    """One isotropic Gaussian kernel (KxK, K = 2 * ceil(3 * sigma) + 1 up to MAX_KERNEL, sums to 1),
+    for :func:`apply_kernels`."""
+    if not 0 < sigma <= MAX_KERNEL / 6:
+        raise ValueError(f"blur sigma must be in (0, {MAX_KERNEL / 6:g}], got {sigma:g}")
+    half = min(math.ceil(3 * sigma), MAX_KERNEL // 2)
+    r = torch.arange(-half, half + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (r[:, None] ** 2 + r[None, :] ** 2) / sigma**2)
+    return k / k.sum()
+
+
 def sinc_kernels(sizes: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Circular low-pass (2-D sinc) kernels of the given odd sizes, cutoffs drawn in [pi/3, pi]
     (small kernels: [pi/2, pi], as their truncation would otherwise dominate)."""

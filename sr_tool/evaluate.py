@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sr_tool.degrade import apply_kernels, gaussian_kernel
 from sr_tool.files import atomic_output
 from sr_tool.image_io import LoadedImage, jpeg_round_trip, quantise, read_image, to_tensor, write_image
 from sr_tool.metrics import deep_distance, deep_target, ms_ssim_rgb, psnr_y, spectral_excess, ssim_y
@@ -127,9 +128,11 @@ def make_lr_set(
     seed: int = 0,
     resave_quality: int | None = None,
     as_png: bool = False,
+    blur_sigma: float = 0.0,
 ) -> list[Path]:
-    """Write a degraded LR test set: each image's benchmark LR (as :func:`load_pairs` finds it), plus
-    Gaussian noise of ``noise_sigma`` (0-255 scale, seeded per image, rounded to 8 bits), then saved
+    """Write a degraded LR test set: each image's benchmark LR (as :func:`load_pairs` finds it; with
+    ``blur_sigma``, made from the HR blurred by a Gaussian of that sigma in HR pixels, a soft photo),
+    plus Gaussian noise of ``noise_sigma`` (0-255 scale, seeded per image, rounded to 8 bits), then saved
     as a real JPEG of ``jpeg_quality`` (Pillow, 4:2:0), a lossy WebP of ``webp_quality`` (Pillow's
     libwebp, 1..99), or as PNG. Names: ``<stem>x<scale>.jpg|webp|png``. A JPEG's pixels can go on as a
     PNG (``as_png``: a PNG that was a JPEG) or as a JPEG again at ``resave_quality`` (a re-saved one)."""
@@ -150,8 +153,11 @@ def make_lr_set(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
+    kernel = gaussian_kernel(blur_sigma) if blur_sigma else None
     for i, pair in enumerate(load_pairs(data_dir, scale)):
         lr = pair.lr.pixels.float()
+        if kernel is not None:
+            lr = imresize(apply_kernels(pair.hr, kernel[None]), 1 / scale, round_8bit=True).clamp(0, 1)
         if noise_sigma:
             gen = torch.Generator().manual_seed(seed * 1_000_003 + i)
             lr = lr + torch.randn(lr.shape, generator=gen) * noise_sigma / 255

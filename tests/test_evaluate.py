@@ -214,6 +214,29 @@ def test_make_lr_saves_a_jpeg_set_on_as_png_or_resaved(tmp_path, data_dir):
         make_lr_set(folder, tmp_path / "x", 2, jpeg_quality=60, as_png=True, resave_quality=90)
 
 
+def test_make_lr_blurs_the_hr_before_the_bicubic(tmp_path, data_dir):
+    from sr_tool.evaluate import make_lr_set
+    from sr_tool.metrics import psnr_y
+
+    folder = tmp_path / "set"
+    folder.mkdir()
+    Image.open(data_dir / "Set14" / "HR" / "baboon.png").crop((0, 0, 240, 200)).save(folder / "baboon.png")
+    result = runner.invoke(app, ["make-lr", str(folder), str(tmp_path / "soft"), "-x", "4", "--blur", "1.5"])
+    assert result.exit_code == 0, result.output
+    make_lr_set(folder, tmp_path / "softer", 4, blur_sigma=3.0)
+    sharp = load_pairs(folder, 4)[0].lr.pixels
+    soft = load_pairs(folder, 4, tmp_path / "soft")[0].lr.pixels
+    softer = load_pairs(folder, 4, tmp_path / "softer")[0].lr.pixels
+
+    def detail(lr):  # energy of the LR's finest differences
+        return float((lr[..., 1:] - lr[..., :-1]).abs().mean())
+
+    assert detail(sharp) > detail(soft) > detail(softer)
+    assert psnr_y(soft, sharp) > psnr_y(softer, sharp) > 15  # the same picture, softer
+    with pytest.raises(ValueError, match="blur sigma"):
+        make_lr_set(folder, tmp_path / "x", 4, blur_sigma=-1)
+
+
 def test_an_lr_folder_missing_an_image_is_named(tmp_path, data_dir):
     folder, lr = tmp_path / "set", tmp_path / "lr"
     folder.mkdir(), lr.mkdir()
