@@ -82,7 +82,9 @@ def past_jpeg_quality(array: np.ndarray) -> int | None:
         return None
     rows, cols = np.array(list(steps)).T
     found = np.array(list(steps.values()), dtype=np.float64)
-    misfit = np.abs(_IJG_TABLES[:, rows, cols] - found).mean(axis=1)
+    # An image turned by 90 degrees after its JPEG (EXIF orientation, an edit) has its table transposed.
+    misfit = np.minimum(np.abs(_IJG_TABLES[:, rows, cols] - found).mean(axis=1),
+                        np.abs(_IJG_TABLES[:, cols, rows] - found).mean(axis=1))  # fmt: skip
     tied = np.flatnonzero(misfit == misfit.min())  # qualities whose tables round to the same steps
     best = int(tied[len(tied) // 2])
     return best + 1 if misfit[best] <= MAX_TABLE_MISFIT * found.mean() else None

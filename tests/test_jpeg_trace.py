@@ -36,11 +36,13 @@ def test_never_compressed_pixels_show_no_trace():
     assert past_jpeg_quality(with_noise(smooth_scene(), 15)) is None
 
 
-def test_finds_the_grid_of_a_cropped_jpeg_and_reads_gray_16_bit_and_float():
+def test_finds_the_grid_of_a_cropped_or_turned_jpeg_and_reads_gray_16_bit_and_float():
     decoded = through_jpeg(textured_scene(), 60)
     assert past_jpeg_quality(decoded[3:, 5:]) == pytest.approx(60, abs=2)  # the grid no longer at 0, 0
     assert past_jpeg_quality(decoded.astype(np.uint16) * 257) == pytest.approx(60, abs=2)
     assert past_jpeg_quality(decoded.astype(np.float32) / 255) == pytest.approx(60, abs=2)
+    turned = np.rot90(through_jpeg(textured_scene(), 40))  # its table transposed: read as such, exactly
+    assert past_jpeg_quality(turned) == 40
     gray = through_jpeg(textured_scene()[:, :, 1], 60)
     assert gray.ndim == 2 and past_jpeg_quality(gray) == pytest.approx(60, abs=2)
 
