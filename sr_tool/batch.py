@@ -151,7 +151,8 @@ def plan_jobs(
             rel = source.relative_to(base)
             target = out / rel.parent / f"{rel.stem}{suffix}{ext}"
         if target.resolve() == source.resolve():
-            raise BatchError(f"{source}: the output would overwrite the input; use --suffix or -o")
+            remedy = "-o another file or folder" if out is not None else "--suffix or -o"
+            raise BatchError(f"{source}: the output would overwrite the input; use {remedy}")
         jobs.append(Job(source, target))
     targets = {j.target.resolve() for j in jobs}
     jobs = [j for j in jobs if j.source.resolve() not in targets]
@@ -214,7 +215,7 @@ def run_batch(
     """Upscale ``jobs`` with ``upscalers`` (one inference worker each, e.g. one per GPU).
 
     Events: ``("start", None, {"total": n})``, ``("skipped", job, {})``, ``("done", job,
-    {"megapixels": mp})``, ``("failed", job, {"reason": text})``, ``("warning", job, {"message": text})``
+    {"megapixels": mp, "route": text or None})`` (the default route's choice), ``("failed", job, {"reason": text})``, ``("warning", job, {"message": text})``
     (what the output cannot keep: animation frames, alpha in JPEG), ``("tiles", job, {"done": k,
     "total": n})`` while a big image is upscaled tile by tile. Ctrl-C (KeyboardInterrupt in the
     calling thread) stops the workers after their current file and returns with ``interrupted``.
@@ -362,7 +363,7 @@ def run_batch(
             with lock:
                 result.done.append(job)
                 result.megapixels += mp
-            emit("done", job, {"megapixels": mp})
+            emit("done", job, {"megapixels": mp, "route": out.route})
 
     # Pillow and zlib release the GIL while they decode and encode, so threads use several cores:
     # half the cores each (2 to 8), enough to keep a GPU fed with PNG/JPEG work.

@@ -90,7 +90,8 @@ def upscale(
     threads: Annotated[int, Opt(metavar="N", help="CPU threads for inference; 0 = all.", rich_help_panel=_HARDWARE)] = 0,
     fp16: Annotated[bool, Opt("--fp16", metavar=_FLAG, help="Half precision (torch engine on CUDA).", rich_help_panel=_HARDWARE)] = False,
     compile_model: Annotated[bool, Opt("--compile", metavar=_FLAG, help="torch.compile the model (torch engine; pays off on a GPU over many tiles).", rich_help_panel=_HARDWARE)] = False,
-    quiet: Annotated[bool, Opt("--quiet", "-q", metavar=_FLAG, help="No progress bar.")] = False,
+    quiet: Annotated[bool, Opt("--quiet", "-q", metavar=_FLAG, help="Print only warnings and errors: no model line, progress bar, summary or route line.")] = False,
+    verbose: Annotated[bool, Opt("--verbose", "-v", metavar=_FLAG, help="For each file, say where the default route sent it and what it read there (JPEG or WebP quality, a past JPEG, noise).")] = False,
 ) -> None:
     """Upscale images. Exit code 0: all done; 1: some files failed; 2: usage error; 130: interrupted."""
     from sr_tool.batch import INPUT_SUFFIXES, BatchError, check_writable, collect_inputs, parse_shard, plan_jobs, run_batch, shard
@@ -137,7 +138,7 @@ def upscale(
     if not quiet:
         typer.echo(f"model: {upscalers[0].description}" + (f" (+{len(upscalers) - 1} more devices)" if len(upscalers) > 1 else ""), err=True)
 
-    progress = _Progress(quiet)
+    progress = _Progress(quiet, verbose)
     import signal
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a scheduler's stop acts like Ctrl-C
@@ -190,8 +191,8 @@ def _task_bar(total: int, title: str):
 class _Progress:
     """A rich progress bar on stderr: files, output megapixels/s, ETA."""
 
-    def __init__(self, quiet: bool):
-        self.quiet = quiet
+    def __init__(self, quiet: bool, verbose: bool = False):
+        self.quiet, self.verbose = quiet, verbose
         self.bar = None
         self.task = None
         self.tile_task = None
@@ -216,8 +217,12 @@ class _Progress:
     def event(self, kind: str, job, data: dict) -> None:
         import time
 
+        message = None
         if kind in ("failed", "warning"):  # at once, not only in the summary: a long batch shows them as they come
             message = f"error: {job.source}: {data['reason']}" if kind == "failed" else f"warning: {job.source}: {data['message']}"
+        elif kind == "done" and self.verbose and data.get("route"):
+            message = f"{job.source}: {data['route']}"
+        if message:
             self.bar.console.print(message, markup=False, highlight=False, soft_wrap=True) if self.bar else typer.echo(message, err=True)
         if self.bar is None:
             return
@@ -406,6 +411,8 @@ def make_lr(
     from sr_tool.evaluate import make_lr_set
     from sr_tool.image_io import ImageReadError, ImageWriteError
 
+    if (as_png or resave is not None) and jpeg_quality is None:
+        _fail("--png and --resave go on from a JPEG: give its quality with --jpeg Q too")
     try:
         written = make_lr_set(data, out, scale, jpeg_quality=jpeg_quality, webp_quality=webp_quality, noise_sigma=noise,
                               seed=seed, resave_quality=resave, as_png=as_png, blur_sigma=blur)  # fmt: skip

@@ -25,6 +25,10 @@ QUIET_SHARE = 0.1
 _QUIET_BIAS = 0.856
 #: Blocks with more of their samples at 0 or 255 than this are not measured.
 MAX_CLIPPED_SHARE = 0.1
+#: Images with fewer blocks than this (smaller than about 70x70 px) read 0 (clean): their quietest
+#: blocks are still textured, and thumbnails of clean photos read 5 to 20. Noise is rare at that size,
+#: as downscaling averages it away. (BSD100's x4 LR files have 24 to 28 blocks, Set14's 12 to 48.)
+MIN_BLOCKS = 12
 #: Whole-image estimates stop improving long before phone-sized images; larger inputs are
 #: measured on this many evenly spread rows of blocks (0.2 s for a 12-megapixel photo).
 MAX_BLOCK_ROWS = 64
@@ -58,13 +62,15 @@ def estimate_noise_sigma(array: np.ndarray) -> float:
     """The standard deviation of additive white noise in an image, in 8-bit levels (0-255).
 
     ``array``: HxW or HxWxC samples, uint8, uint16 (scaled to 0-255) or float in [0, 1]. Colour images
-    are measured per channel and the channels averaged. Returns 0.0 where there is nothing to measure:
-    images smaller than a block plus the filter's border (18 px), or clipped everywhere.
+    are measured per channel and the channels averaged. Returns 0.0 where there is too little to
+    measure: images of fewer than :data:`MIN_BLOCKS` blocks, or clipped everywhere.
     """
     if array.ndim == 2:
         array = array[:, :, None]
     scale = {np.dtype(np.uint8): 1.0, np.dtype(np.uint16): 255 / 65535}.get(array.dtype, 255.0)
     band = BLOCK + 2
+    if (array.shape[0] // band) * ((array.shape[1] - 2) // BLOCK) < MIN_BLOCKS:
+        return 0.0
     if array.shape[0] // band > MAX_BLOCK_ROWS:  # spread the measured rows of blocks over the whole height
         starts = np.linspace(0, array.shape[0] - band, MAX_BLOCK_ROWS).astype(int)
         array = np.concatenate([array[s : s + band] for s in starts])

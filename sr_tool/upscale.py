@@ -209,6 +209,7 @@ class UpscaledImage:
     pixels: np.ndarray  # HxWxC, uint8 / uint16 (as the source's bit depth) or float32
     alpha: np.ndarray | None  # HxWx1, same dtype
     info: ImageInfo
+    route: str | None = None  # the default route: what it chose and what it read, e.g. "photo_x4 at 1 (noise 11.2)"
 
     @property
     def size(self) -> tuple[int, int]:
@@ -381,6 +382,20 @@ def read_pixels(image: LoadedImage) -> LoadedImage:
     return image
 
 
+def degradation_summary(image: LoadedImage) -> str:
+    """What the route read in ``image`` (after :func:`read_pixels`), e.g. "JPEG quality 75, noise 1.3"."""
+    info, past = image.info, image.past_jpeg_quality
+    parts = []
+    if info.format == "JPEG":
+        parts.append(f"JPEG quality {info.jpeg_quality}" if info.jpeg_quality else "JPEG of unknown quality")
+    elif info.format == "WEBP" and info.webp_quality is not None:
+        parts.append(f"lossy WebP, quality about {info.webp_quality}")
+    if past is not None and (info.format != "JPEG" or info.jpeg_quality is None or past < info.jpeg_quality - RESAVE_MARGIN):
+        parts.append(f"its pixels were a JPEG of quality {past}")
+    parts.append(f"noise {image.noise_sigma:.1f}")
+    return ", ".join(parts)
+
+
 def photo_strength(image: LoadedImage) -> float | None:
     """The strength of the photo model this image calls for, or None for the clean model: a compressed
     source's is set by its compression (:func:`compression_strength`; a PNG that was a JPEG counts),
@@ -425,7 +440,7 @@ class ByDegradation:
         if not clean:
             photo += f" x{first.model_scale} on {first.engine.description}"
         photo += ", at a strength set by each file's compression and noise (the strengths: srtool upscale --help)"
-        self.description = f"{clean.description}; JPEG, lossy WebP and noisy inputs: {photo}" if clean else photo
+        self.description = f"{clean.description}; JPEG (or once JPEG), lossy WebP and noisy inputs: {photo}" if clean else photo
         self.warnings = list(dict.fromkeys((clean.warnings if clean else []) + first.warnings))
         self.routed: Counter[str] = Counter()  # images per choice, e.g. {"photo at 0.75": 3, "msssim_x4.onnx": 5}
 
@@ -450,6 +465,7 @@ class ByDegradation:
             chosen = self._photo(strength)
             label = f"{chosen.model_path.stem} at {strength:g}"
         result = chosen.upscale(image, on_tiles=on_tiles)
+        result.route = f"{label} ({degradation_summary(image)})"
         self.routed[label] += 1
         return result
 

@@ -104,7 +104,9 @@ def test_existing_outputs_are_skipped_unless_overwrite_and_inputs_never_overwrit
     assert _run(tmp_path / "a.png", "-x", "2", "--model", model, "--overwrite").exit_code == 0
     assert out.stat().st_mtime_ns != stamp
     result = _run(tmp_path / "a.png", "-x", "2", "--model", model, "--suffix", "")
-    assert result.exit_code == 2 and "overwrite the input" in result.output
+    assert result.exit_code == 2 and "overwrite the input; use --suffix or -o" in result.output
+    result = _run(tmp_path / "a.png", "-x", "2", "--model", model, "-o", tmp_path / "a.png")
+    assert result.exit_code == 2 and "overwrite the input; use -o another file or folder" in result.output
 
 
 def test_usage_errors_exit_2(tmp_path):
@@ -310,7 +312,7 @@ def test_without_a_model_jpeg_and_noisy_inputs_get_the_photo_model_at_the_streng
     monkeypatch.setattr(upscale, "shipped_models_dir", lambda: models)
     folder = tmp_path / "in"
     folder.mkdir()
-    clean = smooth_scene(48, 64)
+    clean = smooth_scene(72, 96)  # 20 blocks of 16 px: enough to read noise in
     jpegs = {"a.jpg": 95, "c.jpg": 40}  # light and heavy compression: different strengths
     assert upscale.jpeg_strength(95) != upscale.jpeg_strength(40) == 1
     for name, quality in jpegs.items():
@@ -322,8 +324,13 @@ def test_without_a_model_jpeg_and_noisy_inputs_get_the_photo_model_at_the_streng
     loud = lambda *args: runner.invoke(app, ["upscale", *map(str, args), "--device", "cpu"])  # noqa: E731
     result = loud(folder, "-x", "2", "-o", tmp_path / "auto")
     assert result.exit_code == 0, result.output
-    assert "JPEG, lossy WebP and noisy inputs: photo_x2.onnx mixed with pixel_x2.onnx, at a strength set by each file's" in result.output
+    assert "JPEG (or once JPEG), lossy WebP and noisy inputs: photo_x2.onnx mixed with pixel_x2.onnx, at a strength set by each file's" in result.output
     assert "route: 2 to photo_x2 at 1, 1 to perceptual_x2.onnx, 1 to photo_x2 at 0.25" in result.output  # c.jpg, d.png; b; a
+    assert "a.jpg" not in result.output  # which file went where: only with --verbose
+    result = loud(folder, "-x", "2", "-o", tmp_path / "told", "--verbose")
+    said = {line.split(": ", 1)[0].rsplit("/", 1)[-1]: line.split(": ", 1)[1] for line in result.output.splitlines() if ".jpg: " in line or ".png: " in line}
+    assert said["a.jpg"].startswith("photo_x2 at 0.25 (JPEG quality 95, noise ") and said["c.jpg"].startswith("photo_x2 at 1 (JPEG quality 40")
+    assert said["b.png"].startswith("perceptual_x2.onnx (noise ") and said["d.png"].startswith("photo_x2 at 1 (noise 1")
     # The same outputs as each input alone with its model: photo at its quality's strength for the
     # JPEGs (1 is photo as trained), photo as trained for the noisy PNG, perceptual for the clean one.
     cases = [(name, ["-m", "photo", "--strength", str(upscale.jpeg_strength(q))]) for name, q in jpegs.items()]
@@ -358,7 +365,7 @@ def test_the_route_estimates_the_noise_while_decoding_not_on_the_inference_threa
     route = upscale.default_route(lambda name, strength: Upscaler(name, 2, device="cpu", strength=strength))
     jobs = []
     for i, sigma in enumerate((0, 12, 0, 12)):
-        Image.fromarray(with_noise(smooth_scene(32, 40), sigma)).save(tmp_path / f"{i}.png")
+        Image.fromarray(with_noise(smooth_scene(72, 80), sigma)).save(tmp_path / f"{i}.png")
         jobs.append(Job(tmp_path / f"{i}.png", tmp_path / f"{i}_x2.png"))
     measured_in, estimate = [], upscale.estimate_noise_sigma
 

@@ -208,6 +208,8 @@ def test_make_lr_saves_a_jpeg_set_on_as_png_or_resaved(tmp_path, data_dir):
     assert png.info.format == "PNG" and np.array_equal(png.array, jpeg.array)  # the JPEG's pixels, kept losslessly
     assert resaved.info.jpeg_quality == 95 and not np.array_equal(resaved.array, jpeg.array)
     assert past_jpeg_quality(png.array) == past_jpeg_quality(resaved.array) == 60  # the first compression shows
+    result = runner.invoke(app, ["make-lr", str(folder), str(tmp_path / "x"), "-x", "2", "--webp", "75", "--png"])
+    assert result.exit_code == 2 and "give its quality with --jpeg Q" in result.output
     with pytest.raises(ValueError, match="applies to a JPEG set"):
         make_lr_set(folder, tmp_path / "x", 2, as_png=True)
     with pytest.raises(ValueError, match="not both"):
@@ -317,7 +319,7 @@ def test_eval_scores_the_default_route_as_upscale_runs_it(tmp_path, monkeypatch,
     monkeypatch.setattr(upscale, "shipped_models_dir", lambda: models)
     folder = tmp_path / "set"
     folder.mkdir()
-    Image.open(data_dir / "Set5" / "HR" / "baby.png").crop((0, 0, 128, 128)).save(folder / "baby.png")
+    Image.open(data_dir / "Set5" / "HR" / "baby.png").crop((0, 0, 192, 192)).save(folder / "baby.png")
     make_lr_set(folder, tmp_path / "noise", 2, noise_sigma=12, seed=1)
 
     def scores(*options):

@@ -29,6 +29,18 @@ def test_a_tall_image_is_measured_on_spread_rows_and_reads_the_same():
 
 def test_an_image_too_small_to_measure_reads_zero():
     assert estimate_noise_sigma(with_noise(smooth_scene(17, 40), 10)) == 0.0
+    assert estimate_noise_sigma(with_noise(smooth_scene(64, 64), 10)) == 0.0  # 9 blocks: texture or noise?
+    assert estimate_noise_sigma(with_noise(smooth_scene(72, 72), 10)) == pytest.approx(10, rel=0.15)  # 12
+
+
+def test_thumbnails_of_clean_photos_read_clean(data_dir):
+    from PIL import Image
+
+    for name in ("comic", "zebra", "bridge", "man"):  # textured all over: small versions read 5 to 10
+        photo = Image.open(data_dir / "Set14" / "HR" / f"{name}.png").convert("RGB")
+        for side in (32, 48, 64):
+            thumbnail = np.asarray(photo.resize((side, side), Image.BICUBIC))
+            assert estimate_noise_sigma(thumbnail) == 0.0, (name, side)
 
 
 def test_real_photos_read_clean_until_noise_is_added(data_dir):
