@@ -161,12 +161,17 @@ def upscale(
         typer.echo(summary, err=True)
     routed = sum((getattr(u, "routed", Counter()) for u in upscalers), Counter())
     if not quiet and routed:  # the default route: which model, at which strength, each image got
-        typer.echo("route: " + ", ".join(f"{n} to {label}" for label, n in sorted(routed.items(), key=lambda kv: (-kv[1], kv[0]))), err=True)
+        typer.echo(f"route: {_route_counts(routed)}", err=True)
     waited_decode, waited_encode = result.idle_share
     if not quiet and len(result.done) > 1:  # a folder: did decoding or encoding hold the accelerator back?
         typer.echo(f"inference waited {waited_decode:.0%} of its time for decoding and {waited_encode:.0%} for "
                    "encoding (the rest it was busy)", err=True)  # fmt: skip
     raise typer.Exit(1 if result.failed else 0)
+
+
+def _route_counts(routed: Counter) -> str:
+    """The default route's choices, most used first: "5 to msssim_x4.onnx, 2 to photo_x4 at 0.75"."""
+    return ", ".join(f"{n} to {label}" for label, n in sorted(routed.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 @contextlib.contextmanager
@@ -376,6 +381,9 @@ def evaluate_models(
                 text += "!"
             cells.append(f"{text:>{w}}")
         typer.echo(f"{name:<24} " + " ".join(cells))
+    for name, up in upscalers.items():
+        if getattr(up, "routed", None):  # -m default: where its images went
+            typer.echo(f"{name}: route: {_route_counts(up.routed)}")
     if any(key in trained[name] for name in table for key, *_ in columns):  # a * was printed
         typer.echo("* the model's loss trained on this judge's network: not an independent judge")
     if any((m["artifact"] or 0) > ARTIFACT_THRESHOLD for m in table.values()):  # None when not requested

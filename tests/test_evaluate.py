@@ -326,9 +326,13 @@ def test_eval_scores_the_default_route_as_upscale_runs_it(tmp_path, monkeypatch,
         result = runner.invoke(app, ["eval", "-m", "default", "-m", "msssim", "-m", "photo", "--data", str(folder), "-x", "2",
                                      "--metrics", "psnr_y", "--device", "cpu", "--csv", str(tmp_path / "e.csv"), *options])  # fmt: skip
         assert result.exit_code == 0, result.output
+        said.insert(0, result.output)
         return {r["model"]: float(r["psnr_y"]) for r in csv.DictReader(open(tmp_path / "e.csv"))}
 
+    said = []
     clean = scores()
     assert clean["default"] == clean["msssim"] != clean["photo"]
+    assert "default: route: 1 to msssim_x2.onnx" in said[0]
     noisy = scores("--lr", str(tmp_path / "noise"))
     assert noisy["default"] == noisy["photo"] != noisy["msssim"]
+    assert "default: route: 1 to photo_x2 at 1" in said[0]
