@@ -31,10 +31,15 @@ from sr_tool.image_io import ijg_luminance_table
 #: after DC, which are rarely quantised to zero (DC is left out: flat areas put it on a grid of 8 by
 #: themselves).
 STEP_POSITIONS = ((0, 1), (1, 0), (1, 1), (0, 2), (2, 0), (1, 2), (2, 1), (2, 2), (0, 3), (3, 0), (1, 3), (3, 1))
-#: A trace needs this many positions with a step, and a table that fits them ...
+#: A trace needs this many positions with a step, and an IJG table that fits them within a mean
+#: absolute difference, relative to the steps' mean, of ...
 MIN_STEPS = 5
-#: ... within this mean absolute difference, relative to the steps' mean.
+#: ... this where all but a few positions have a step (other encoders' tables fit within 0.14) ...
 MAX_TABLE_MISFIT = 0.2
+MANY_STEPS = 9
+#: ... and this where fewer do: libjpeg's own tables fit exactly, while a chart or icon (flat
+#: colours, anti-aliased edges) can show a handful of chance steps that fit loosely.
+MAX_TABLE_MISFIT_FEW_STEPS = 0.05
 #: The grid is searched on this many evenly spread 16-row bands of the image, and the steps read on
 #: up to this many (a 12-megapixel photo takes about 0.5 s).
 SEARCH_BANDS, STEP_BANDS = 12, 64
@@ -87,7 +92,8 @@ def past_jpeg_quality(array: np.ndarray) -> int | None:
                         np.abs(_IJG_TABLES[:, cols, rows] - found).mean(axis=1))  # fmt: skip
     tied = np.flatnonzero(misfit == misfit.min())  # qualities whose tables round to the same steps
     best = int(tied[len(tied) // 2])
-    return best + 1 if misfit[best] <= MAX_TABLE_MISFIT * found.mean() else None
+    allowed = MAX_TABLE_MISFIT if len(steps) >= MANY_STEPS else MAX_TABLE_MISFIT_FEW_STEPS
+    return best + 1 if misfit[best] <= allowed * found.mean() else None
 
 
 def _eight_bit_levels(array: np.ndarray) -> np.ndarray:
