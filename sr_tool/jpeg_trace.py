@@ -66,8 +66,9 @@ _HIGH_FREQUENCIES = (np.add.outer(np.arange(8), np.arange(8)) >= 7).ravel()
 
 
 def past_jpeg_quality(array: np.ndarray) -> int | None:
-    """The IJG quality (1..100) of the last JPEG compression these pixels went through on an 8x8 grid,
-    or None where they show no such trace.
+    """The IJG quality (1..100) of a JPEG compression these pixels went through on an 8x8 grid, or None
+    where they show no such trace. After several on one grid the heaviest shows: a JPEG re-saved at
+    a higher quality reads as its first.
 
     ``array``: HxW or HxWxC (C = 1 gray, 3 RGB; more are ignored), uint8, uint16 (8-bit content scaled
     by 257, as 16-bit files made from 8-bit ones are) or float in [0, 1]. Colour is read as JPEG's luma.
