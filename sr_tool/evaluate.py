@@ -155,8 +155,9 @@ def make_lr_set(
     written = []
     kernel = gaussian_kernel(blur_sigma) if blur_sigma else None
     for i, pair in enumerate(load_pairs(data_dir, scale)):
-        lr = pair.lr.pixels.float()
-        if kernel is not None:
+        if kernel is None:
+            lr = pair.lr.pixels.float()
+        else:
             lr = imresize(apply_kernels(pair.hr, kernel[None]), 1 / scale, round_8bit=True).clamp(0, 1)
         if noise_sigma:
             gen = torch.Generator().manual_seed(seed * 1_000_003 + i)

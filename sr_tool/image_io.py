@@ -270,7 +270,8 @@ def ijg_luminance_table(quality: int) -> np.ndarray:
     return np.clip((_IJG_LUMINANCE * scale + 50) // 100, 1, 255)
 
 
-_IJG_TABLES = np.stack([ijg_luminance_table(q) for q in range(1, 101)])  # row q - 1: quality q
+#: The 64 luminance quantisers of every IJG quality: row q - 1 is quality q.
+IJG_LUMINANCE_TABLES = np.stack([ijg_luminance_table(q) for q in range(1, 101)])
 
 
 def estimate_jpeg_quality(tables: dict) -> int | None:
@@ -280,7 +281,7 @@ def estimate_jpeg_quality(tables: dict) -> int | None:
     table = tables.get(0) if tables else None
     if table is None or len(table) != 64:
         return None
-    errors = np.abs(_IJG_TABLES - np.asarray(table, dtype=np.int64)).mean(axis=1)
+    errors = np.abs(IJG_LUMINANCE_TABLES - np.asarray(table, dtype=np.int64)).mean(axis=1)
     return int(np.argmin(errors)) + 1
 
 

@@ -14,10 +14,10 @@ Rounding passes gradients straight through, so the module is differentiable wher
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
+
+from sr_tool.jpeg_trace import dct_matrix
 
 # ITU T.81 Annex K: the example tables that libjpeg scales by quality.
 _LUMA_TABLE = (
@@ -44,11 +44,8 @@ def quantisation_tables(quality: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
 
 
 def _dct_matrix(device) -> torch.Tensor:
-    """Orthonormal 8-point DCT-II: rows are frequencies."""
-    n = torch.arange(8, dtype=torch.float64)
-    m = torch.cos((2 * n[None, :] + 1) * n[:, None] * math.pi / 16) * math.sqrt(2 / 8)
-    m[0] /= math.sqrt(2)
-    return m.float().to(device)
+    """Orthonormal 8-point DCT-II (:func:`sr_tool.jpeg_trace.dct_matrix`) as a tensor: rows are frequencies."""
+    return torch.from_numpy(dct_matrix()).float().to(device)
 
 
 def _round(x: torch.Tensor) -> torch.Tensor:

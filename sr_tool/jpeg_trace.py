@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from sr_tool.image_io import ijg_luminance_table
+from sr_tool.image_io import IJG_LUMINANCE_TABLES
 
 #: The coefficients whose steps are read, (row, column) in the 8x8 block: the lowest frequencies
 #: after DC, which are rarely quantised to zero (DC is left out: flat areas put it on a grid of 8 by
@@ -48,10 +48,10 @@ LARGEST_STEP = 64
 MIN_CLUSTERING = 0.3
 MIN_VALUES = 30
 
-_IJG_TABLES = np.stack([ijg_luminance_table(q).reshape(8, 8) for q in range(1, 101)])  # row q - 1: quality q
+_IJG_TABLES = IJG_LUMINANCE_TABLES.reshape(-1, 8, 8)  # [q - 1, u, v]: quality q
 
 
-def _dct_matrix() -> np.ndarray:
+def dct_matrix() -> np.ndarray:
     """Orthonormal 8-point DCT-II, as JPEG uses it: rows are frequencies."""
     n = np.arange(8)
     m = np.cos((2 * n[None, :] + 1) * n[:, None] * math.pi / 16) * math.sqrt(2 / 8)
@@ -61,7 +61,7 @@ def _dct_matrix() -> np.ndarray:
 
 #: The 2-D DCT of a flattened 8x8 block as one 64x64 matrix: coefficients = blocks (Nx64) @ this,
 #: coefficient (u, v) in column 8u + v. One matrix product for all blocks is far faster than 8x8 ones.
-_DCT_2D = np.kron(_dct_matrix(), _dct_matrix()).T
+_DCT_2D = np.kron(dct_matrix(), dct_matrix()).T
 _HIGH_FREQUENCIES = (np.add.outer(np.arange(8), np.arange(8)) >= 7).ravel()
 
 

@@ -361,12 +361,18 @@ def compression_strength(info: ImageInfo, past_jpeg: int | None = None) -> float
     no compression to undo."""
     if info.format == "WEBP" and info.webp_quality is not None:
         return _by_quality(WEBP_STRENGTHS, info.webp_quality)
-    quality = info.jpeg_quality if info.format == "JPEG" else None
-    if past_jpeg is not None and (quality is None or past_jpeg < quality - RESAVE_MARGIN):
-        quality = past_jpeg
-    if quality is None and info.format != "JPEG":
-        return None
-    return jpeg_strength(quality)
+    if _past_jpeg_counts(info, past_jpeg):
+        return jpeg_strength(past_jpeg)
+    return jpeg_strength(info.jpeg_quality) if info.format == "JPEG" else None
+
+
+def _past_jpeg_counts(info: ImageInfo, past_jpeg: int | None) -> bool:
+    """Whether the JPEG quality read in the pixels, rather than the file's own, sets the strength:
+    for a file without a JPEG quality of its own, or a JPEG re-saved well above it."""
+    if past_jpeg is None:
+        return False
+    own = info.jpeg_quality if info.format == "JPEG" else None
+    return own is None or past_jpeg < own - RESAVE_MARGIN
 
 
 def noise_strength(sigma: float) -> float | None:
@@ -390,7 +396,7 @@ def degradation_summary(image: LoadedImage) -> str:
         parts.append(f"JPEG quality {info.jpeg_quality}" if info.jpeg_quality else "JPEG of unknown quality")
     elif info.format == "WEBP" and info.webp_quality is not None:
         parts.append(f"lossy WebP, quality about {info.webp_quality}")
-    if past is not None and (info.format != "JPEG" or info.jpeg_quality is None or past < info.jpeg_quality - RESAVE_MARGIN):
+    if _past_jpeg_counts(info, past):
         parts.append(f"its pixels were a JPEG of quality {past}")
     parts.append(f"noise {image.noise_sigma:.1f}")
     return ", ".join(parts)
