@@ -43,7 +43,7 @@ class _Group(_NoHelpMarker, typer.core.TyperGroup):
 app = typer.Typer(
     cls=_Group,
     name="srtool",
-    help="Super-resolution: upscale images with SRResNet models trained on pixel, MS-SSIM or deep-feature losses.",
+    help="Super-resolution: upscale images with models trained on pixel, MS-SSIM or deep-feature losses, and on real-photo degradations (JPEG, noise).",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -296,9 +296,10 @@ def evaluate_models(
     csv_path: Annotated[str | None, Opt("--csv", metavar="FILE", help="Per-image CSV; default eval_<data>_x<s>.csv (eval_<data>-<lr>_x<s>.csv with --lr).")] = None,
     compare: Annotated[str | None, Opt("--compare", metavar="PNG", help="Write a comparison picture here.", rich_help_panel=_PICTURE)] = None,
     compare_models: Annotated[str | None, Opt(metavar="A,B", help="The picture shows, for the images where models A and B differ most, the crop where they do.", rich_help_panel=_PICTURE)] = None,
-    compare_count: Annotated[int, Opt(metavar="N", min=1, help="Rows (images) of the --compare-models picture.", rich_help_panel=_PICTURE)] = 10,
+    compare_count: Annotated[int | None, Opt(metavar="N", min=1, help="Rows (images) of the --compare-models picture (default 10), or pairs of the --blind test (default 20).", rich_help_panel=_PICTURE)] = None,
     compare_image: Annotated[str | None, Opt(metavar="STEM", help="Without --compare-models: the image to crop; default the first.", rich_help_panel=_PICTURE)] = None,
     crop: Annotated[str | None, Opt(metavar="X,Y,SIZE", help="Without --compare-models: the crop in HR pixels; default centred 128.", rich_help_panel=_PICTURE)] = None,
+    blind: Annotated[str | None, Opt("--blind", metavar="FOLDER", help="Write a blind pairwise test of the --compare-models pair here: for images drawn at random, the crop where the two differ most, as A | ground truth | B with the sides shuffled; a judge fills answers.csv, then srtool blind-score FOLDER.", rich_help_panel=_PICTURE)] = None,
     device: Annotated[str, Opt(metavar="DEVICE", help="auto, cpu, cuda or cuda:N.", rich_help_panel=_HARDWARE)] = "auto",
     engine: Annotated[str, Opt(metavar="ENGINE", help=_ENGINE_HELP, rich_help_panel=_HARDWARE)] = "auto",
     threads: Annotated[int, Opt(metavar="N", min=0, help="CPU threads for the models and the metrics; 0 = all.", rich_help_panel=_HARDWARE)] = 0,
@@ -333,7 +334,11 @@ def evaluate_models(
         _fail(f"--compare-models {compare_models}: expected two of the models scored ({', '.join(labels)})")
     picture_options = [name for name, value in (("--compare-models", compare_models), ("--compare-image", compare_image),
                                                  ("--crop", crop)) if value]  # fmt: skip
-    if picture_options and not compare:
+    if blind and not pair_to_compare:
+        _fail(f"--blind {blind}: name the two models to judge with --compare-models A,B")
+    if blind and (Path(blind) / "key.csv").exists():
+        _fail(f"--blind {blind}: already holds a blind test (key.csv); give another folder")
+    if picture_options and not (compare or (blind and picture_options == ["--compare-models"])):
         _fail(f"{', '.join(picture_options)}: these shape the --compare picture; give --compare FILE.png too")
     try:
         pairs = load_pairs(data, scale, lr)
@@ -392,12 +397,39 @@ def evaluate_models(
     if compare:
         try:
             if pair_to_compare:
-                difference_picture(outputs, pairs, *pair_to_compare, compare, count=compare_count)
+                difference_picture(outputs, pairs, *pair_to_compare, compare, count=compare_count or 10)
             else:
                 comparison_picture(outputs, pair, compare, box=box)
         except ValueError as err:
             _fail(str(err))
         typer.echo(f"comparison: {compare}")
+    if blind:
+        from sr_tool.blind import write_blind_test
+
+        try:
+            write_blind_test(outputs, pairs, *pair_to_compare, blind, count=compare_count or 20)
+        except (ValueError, OSError) as err:
+            _fail(str(err))
+        typer.echo(f"blind test: {min(compare_count or 20, len(pairs))} pairs in {Path(blind) / 'pairs'}; give the judge that "
+                   f"folder and {Path(blind) / 'answers.csv'} (A or B: which is closer to the ground truth), not key.csv; "
+                   f"then: srtool blind-score {blind}")  # fmt: skip
+
+
+@app.command(name="blind-score", cls=_Command)
+def blind_score(
+    folder: Annotated[str, typer.Argument(metavar="FOLDER", help="A folder written by srtool eval --blind, its answers.csv filled.", show_default=False)],
+) -> None:
+    """Score a blind pairwise test (srtool eval --blind): how often the judge preferred each model."""
+    from sr_tool.blind import score_blind_test
+
+    try:
+        score = score_blind_test(folder)
+    except (ValueError, OSError) as err:
+        _fail(str(err))
+    for name, wins in score.wins.items():
+        share = f" ({100 * wins / score.answered:.0f}%)" if score.answered else ""
+        typer.echo(f"{name}: preferred in {wins} of {score.answered} pairs{share}")
+    typer.echo(f"p = {score.p_value:.3f} (two-sided binomial test of no preference); {score.unanswered} unanswered")
 
 
 @app.command(name="make-lr", cls=_Command)

@@ -292,13 +292,13 @@ def comparison_picture(
     if not (0 <= x and 0 <= y and x + size <= w and y + size <= h):
         raise ValueError(f"crop {box} is outside the {w}x{h} image {pair.name}")
     panels = [(name, images[pair.name]) for name, images in outputs.items()] + [("HR", hr)]
-    tiles = [_zoomed_crop(image, box, zoom, name) for name, image in panels]
+    tiles = [zoomed_crop(image, box, zoom, name) for name, image in panels]
     gap = np.full((tiles[0].shape[0], 4, 3), 255, np.uint8)
     strip = np.concatenate([t for tile in tiles for t in (tile, gap)][:-1], axis=1)
     return write_image(path, strip)
 
 
-def _zoomed_crop(image: np.ndarray, box: tuple[int, int, int], zoom: int, label: str) -> np.ndarray:
+def zoomed_crop(image: np.ndarray, box: tuple[int, int, int], zoom: int, label: str) -> np.ndarray:
     """The (x, y, size) crop of an HxWxC uint8 image as RGB, enlarged with nearest neighbour, labelled."""
     from sr_tool.image_io import label_image
 
@@ -346,7 +346,7 @@ def difference_picture(
         hr = quantise(pair.hr[0].permute(1, 2, 0).numpy(), np.uint8)
         panels = ((f"{first}  ({pair.name}, x={x} y={y})", outputs[first][pair.name]),
                   (second, outputs[second][pair.name]), ("HR", hr))  # fmt: skip
-        tiles = [_zoomed_crop(image, (x, y, side), zoom, label) for label, image in panels]
+        tiles = [zoomed_crop(image, (x, y, side), zoom, label) for label, image in panels]
         gap = np.full((tiles[0].shape[0], 6, 3), 255, np.uint8)
         rows.append(np.concatenate([tiles[0], gap, tiles[1], gap, tiles[2]], axis=1))
     width = max(r.shape[1] for r in rows)
