@@ -81,8 +81,43 @@ def write_blind_test(
         write_image(folder / "pairs" / f"{name}.png", np.concatenate([tiles[0], gap, tiles[1], gap, tiles[2]], axis=1))
         key.append({"pair": name, "image": pair.name, "x": x, "y": y, "size": side, "A": a, "B": b})
     _write_rows(folder / "answers.csv", ["pair", "choice"], [{"pair": row["pair"], "choice": ""} for row in key])
+    with atomic_output(folder / "pairs" / "judge.html") as tmp:
+        tmp.write_text(_judge_page([row["pair"] for row in key]))
     _write_rows(folder / "key.csv", KEY_FIELDS, key)
     return folder
+
+
+def _judge_page(names: list[str]) -> str:
+    """A page for people who judge in a browser: each pair with an A / B choice, and a button that
+    saves answers.csv (the key is not in it)."""
+    rows = "\n".join(
+        f'<figure><img src="{n}.png" alt="{n}"><figcaption>{n}: closer to the ground truth is '
+        f'<label><input type="radio" name="{n}" value="A"> A</label> '
+        f'<label><input type="radio" name="{n}" value="B"> B</label></figcaption></figure>'
+        for n in names
+    )
+    return f"""<!doctype html>
+<meta charset="utf-8"><title>Blind test</title>
+<style>body{{font-family:sans-serif;margin:2em}} img{{image-rendering:pixelated;max-width:100%}}
+figure{{margin:0 0 2.5em}} figcaption{{font-size:1.2em;margin-top:.4em}}</style>
+<h1>Which side, A or B, is closer to the ground truth (the middle)?</h1>
+<p>Choose for every pair, then save the answers and put answers.csv in the test's folder.</p>
+{rows}
+<button onclick="save()">Save answers.csv</button>
+<script>
+function save() {{
+  const names = {names!r};
+  const lines = ["pair,choice"].concat(names.map(n => {{
+    const c = document.querySelector(`input[name="${{n}}"]:checked`);
+    return n + "," + (c ? c.value : "");
+  }}));
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(new Blob([lines.join("\\n") + "\\n"], {{type: "text/csv"}}));
+  link.download = "answers.csv";
+  link.click();
+}}
+</script>
+"""
 
 
 def score_blind_test(folder: str | Path) -> BlindScore:

@@ -411,8 +411,8 @@ def evaluate_models(
         except (ValueError, OSError) as err:
             _fail(str(err))
         typer.echo(f"blind test: {min(compare_count or 20, len(pairs))} pairs in {Path(blind) / 'pairs'}; give the judge that "
-                   f"folder and {Path(blind) / 'answers.csv'} (A or B: which is closer to the ground truth), not key.csv; "
-                   f"then: srtool blind-score {blind}")  # fmt: skip
+                   f"folder (judge.html in a browser saves answers.csv), not key.csv; with {Path(blind) / 'answers.csv'} "
+                   f"filled (A or B: which is closer to the ground truth): srtool blind-score {blind}")  # fmt: skip
 
 
 @app.command(name="blind-score", cls=_Command)

@@ -37,6 +37,9 @@ def test_pairs_show_where_the_models_differ_with_the_sides_shuffled_and_a_key(tm
     key = list(csv.DictReader(open(tmp_path / "t" / "key.csv")))
     assert len(key) == 10 and len({row["image"] for row in key}) == 10
     assert {row["A"] for row in key} == {"flat", "spotted"}  # both sides used
+    page = (tmp_path / "t" / "pairs" / "judge.html").read_text()  # for judges in a browser: every pair, no key
+    assert all(f'src="{row["pair"]}.png"' in page and f'name="{row["pair"]}" value="B"' in page for row in key)
+    assert "flat" not in page and "spotted" not in page
     answers = list(csv.DictReader(open(tmp_path / "t" / "answers.csv")))
     assert [row["pair"] for row in answers] == [row["pair"] for row in key] and all(not row["choice"] for row in answers)
     for row in key:
