@@ -43,6 +43,12 @@ class BlindScore:
         return min(1.0, 2 * tail)
 
 
+def check_new_test_folder(folder: str | Path) -> None:
+    """Refuse a folder that already holds a blind test: writing there would lose its key."""
+    if (Path(folder) / "key.csv").exists():
+        raise ValueError(f"{folder}: already holds a blind test (key.csv); give another folder")
+
+
 def write_blind_test(
     outputs: dict[str, dict[str, np.ndarray]],
     pairs: Sequence[Pair],
@@ -64,8 +70,7 @@ def write_blind_test(
     for name in (first, second):
         if name not in outputs:
             raise ValueError(f"blind test: {name!r} is not one of the models scored ({', '.join(outputs)})")
-    if (folder / "key.csv").exists():
-        raise ValueError(f"{folder}: already holds a blind test (key.csv); give another folder")
+    check_new_test_folder(folder)
     rng = random.Random(seed)
     chosen = rng.sample(list(pairs), min(count, len(pairs)))
     (folder / "pairs").mkdir(parents=True, exist_ok=True)

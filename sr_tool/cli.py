@@ -336,8 +336,13 @@ def evaluate_models(
                                                  ("--crop", crop)) if value]  # fmt: skip
     if blind and not pair_to_compare:
         _fail(f"--blind {blind}: name the two models to judge with --compare-models A,B")
-    if blind and (Path(blind) / "key.csv").exists():
-        _fail(f"--blind {blind}: already holds a blind test (key.csv); give another folder")
+    if blind:
+        from sr_tool.blind import check_new_test_folder
+
+        try:
+            check_new_test_folder(blind)
+        except ValueError as err:
+            _fail(f"--blind {err}")
     if picture_options and not (compare or (blind and picture_options == ["--compare-models"])):
         _fail(f"{', '.join(picture_options)}: these shape the --compare picture; give --compare FILE.png too")
     try:
