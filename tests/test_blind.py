@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from helpers import tiny_onnx
+from helpers import smooth_scene, tiny_onnx, with_noise
 from sr_tool.blind import BlindScore, score_blind_test, write_blind_test
 from sr_tool.cli import app
 from sr_tool.evaluate import Pair
@@ -101,11 +101,9 @@ def test_bad_answers_are_one_clear_error(tmp_path, answers, message):
 
 
 def test_eval_blind_and_blind_score_cli(tmp_path):
-    folder = tmp_path / "set"
-    folder.mkdir()
-    rng = np.random.default_rng(1)
-    for i in range(4):
-        Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(folder / f"n{i}.png")
+    (folder := tmp_path / "set").mkdir()
+    for i in range(4):  # the two models differ most in the noise
+        Image.fromarray(with_noise(smooth_scene(48, 48), 30, seed=i)).save(folder / f"n{i}.png")
     model = str(tiny_onnx(2))
     args = ["eval", "--model", model, "--data", str(folder), "-x", "2", "--csv", str(tmp_path / "e.csv"),
             "--metrics", "psnr_y", "--device", "cpu", "--compare-models", "bicubic,tiny_x2_0"]  # fmt: skip
