@@ -172,18 +172,13 @@ def _paired_lr(hr_path: Path, hr_folders, lr_folders, scale: int) -> Path:
 class EpochSampler(Sampler[int]):
     """Yields the sample ids of one epoch: epoch * n ... epoch * n + n - 1 (Lightning sets the epoch)."""
 
-    def __init__(self, samples_per_epoch: int):
+    def __init__(self, samples_per_epoch: int, epoch: int = 0, skip: int = 0):
         self.n = samples_per_epoch
-        self.epoch = 0
-        self.skip = 0
+        self.epoch = epoch
+        self.skip = skip  # samples of ``epoch`` already trained on (a run resumed mid-epoch)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
-
-    def skip_next(self, samples: int) -> None:
-        """Start the next pass ``samples`` into its epoch: a run resumed from a stop mid-epoch then
-        draws the crops an uninterrupted run would have for the rest of that epoch."""
-        self.skip = samples
 
     def __iter__(self):
         epoch, skip = self.epoch, self.skip
@@ -258,6 +253,13 @@ class SRDataModule(pl.LightningDataModule):
         self.cache_bytes = cache_bytes
         self.train_set: HRCropDataset | None = None
         self.val_set: ValidationDataset | None = None
+        self.resume_position = (0, 0)  # (epoch, samples of it done): see resume_at
+
+    def resume_at(self, epoch: int, samples: int) -> None:
+        """Start training ``samples`` into ``epoch``, so that a run resumed from a stop mid-epoch draws
+        the crops an uninterrupted run would have. Set before the loader is built: its workers draw
+        the first indices as soon as it is."""
+        self.resume_position = (epoch, samples)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:
@@ -278,7 +280,7 @@ class SRDataModule(pl.LightningDataModule):
             self.val_set = ValidationDataset(find_images(self.val_dirs), self.scale)
 
     def train_dataloader(self) -> DataLoader:
-        self.sampler = EpochSampler(self.steps_per_epoch * self.batch_size)
+        self.sampler = EpochSampler(self.steps_per_epoch * self.batch_size, *self.resume_position)
         return DataLoader(
             self.train_set,
             batch_size=self.batch_size,

@@ -178,7 +178,6 @@ class SRLightningModule(pl.LightningModule):
         self.__dict__["_forward"] = torch.compile(self.model) if cfg.compile else self.model
         self.__dict__["_st_lpips"] = None  # a metric, not a submodule: kept out of checkpoints
         self._wall_before = 0.0  # training time of earlier runs this one resumed, for model cards
-        self._resume_skip = 0  # training samples of the current epoch done before a mid-epoch stop
         self._fit_started = time.time()
 
     # -- data -------------------------------------------------------------------------------
@@ -235,14 +234,6 @@ class SRLightningModule(pl.LightningModule):
             term.train_discriminator(sr.detach().float(), batch["hr"].float())
         self._log_discriminators()
         return sr.sum() * 0
-
-    def on_train_start(self):
-        # Resumed from a stop mid-epoch: Lightning goes on counting the epoch's batches but draws
-        # from a fresh loader, so the sampler skips the crops the done batches had.
-        sampler = getattr(self.trainer.datamodule, "sampler", None)
-        if self._resume_skip and sampler is not None:
-            sampler.skip_next(self._resume_skip)
-        self._resume_skip = 0
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
         decay = min(self.cfg.ema_decay, (1 + self.global_step) / (10 + self.global_step))
@@ -316,8 +307,14 @@ class SRLightningModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint):
         _as_epoch_boundary(checkpoint)
-        batches = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress", {})
-        self._resume_skip = batches.get("current", {}).get("completed", 0) * self.cfg.batch_size
+        # Resumed from a stop mid-epoch: Lightning goes on counting the epoch's batches but draws from
+        # a fresh loader, whose sampler must then skip the crops of the batches done.
+        loop = checkpoint.get("loops", {}).get("fit_loop", {})
+        epoch = loop.get("epoch_progress", {}).get("current", {}).get("completed", 0)
+        batches = loop.get("epoch_loop.batch_progress", {}).get("current", {}).get("completed", 0)
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        if datamodule is not None and hasattr(datamodule, "resume_at"):
+            datamodule.resume_at(epoch, batches * self.cfg.batch_size)
         for name, state in checkpoint.get("srtool_loss_optimizers", {}).items():
             if name in self.loss.trained_terms:
                 self.loss.trained_terms[name].load_optimizer_state(state)

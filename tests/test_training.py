@@ -192,6 +192,27 @@ def test_a_stop_signal_saves_the_step_reached_and_resume_finishes(folders, tmp_p
     assert torch.load(tmp_path / "crash/checkpoints/last.ckpt", weights_only=True)["global_step"] == 10
 
 
+@pytest.mark.parametrize("workers", [0, 1])
+def test_two_stops_mid_epoch_resume_to_the_uninterrupted_run(folders, tmp_path, workers):
+    # With data workers the loader draws its first indices as soon as it is built, before training
+    # starts: the sampler must know where the stopped epoch was by then, or the resumed epoch
+    # replays the first epoch's crops and the next one ends early (a run stopped twice then ended
+    # hundreds of steps short of max_steps).
+    from sr_tool.training import TrainingInterrupted
+
+    settings = dict(max_steps=30, steps_per_epoch=10, num_workers=workers)
+    last = tmp_path / "run/checkpoints/last.ckpt"
+    for stop, resume in ((13, False), (24, True)):
+        with pytest.raises(TrainingInterrupted):
+            train(_cfg(folders, tmp_path / "run", resume=resume, **settings), callbacks=[StopSignalAtStep(stop)])
+    train(_cfg(folders, tmp_path / "run", resume=True, **settings))
+    train(_cfg(folders, tmp_path / "straight", **settings))
+    a = torch.load(tmp_path / "straight/checkpoints/last.ckpt", weights_only=True)
+    b = torch.load(last, weights_only=True)
+    assert a["global_step"] == b["global_step"] == 30 and a["epoch"] == b["epoch"]
+    assert all(torch.allclose(v, b["state_dict"][k], atol=1e-6) for k, v in a["state_dict"].items())
+
+
 def test_data_workers_ignore_ctrl_c_and_end_quietly_on_sigterm():
     code = ("import os, signal, time; from sr_tool.data import _leave_stops_to_the_trainer as f; f(0); "
             "os.kill(os.getpid(), signal.SIGINT); time.sleep(0.2); print('alive', flush=True); "
