@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sr_tool.evaluate import Pair, most_different_box, zoomed_crop
+from sr_tool.evaluate import Pair, hr_pixels, most_different_box, zoomed_strip
 from sr_tool.files import atomic_output
-from sr_tool.image_io import quantise, write_image
+from sr_tool.image_io import write_image
 
 KEY_FIELDS = ["pair", "image", "x", "y", "size", "A", "B"]
 
@@ -60,12 +60,13 @@ def write_blind_test(
     size: int = 96,
     zoom: int = 3,
     seed: int = 0,
-) -> Path:
+) -> int:
     """Write ``folder/pairs/pair-NN.png`` (for ``count`` images drawn at random with ``seed``: the
     ``size`` px window where ``first`` and ``second`` differ most, ``zoom`` times enlarged,
     nearest neighbour), ``folder/answers.csv`` for the judge and ``folder/key.csv`` (which model is
     A). ``outputs[model][image]`` are HxWxC uint8 outputs, as :func:`sr_tool.evaluate.evaluate`
-    returns them. A folder that already holds a key is refused: its test would be lost."""
+    returns them. A folder that already holds a key is refused: its test would be lost. Returns the
+    number of pairs written."""
     folder = Path(folder)
     for name in (first, second):
         if name not in outputs:
@@ -78,18 +79,15 @@ def write_blind_test(
     for number, pair in enumerate(chosen, 1):
         x, y, side, _ = most_different_box(outputs[first][pair.name], outputs[second][pair.name], size)
         a, b = (first, second) if rng.random() < 0.5 else (second, first)
-        hr = quantise(pair.hr[0].permute(1, 2, 0).numpy(), np.uint8)
-        tiles = [zoomed_crop(image, (x, y, side), zoom, label)
-                 for label, image in (("A", outputs[a][pair.name]), ("ground truth", hr), ("B", outputs[b][pair.name]))]  # fmt: skip
-        gap = np.full((tiles[0].shape[0], 12, 3), 255, np.uint8)
+        panels = (("A", outputs[a][pair.name]), ("ground truth", hr_pixels(pair)), ("B", outputs[b][pair.name]))
         name = f"pair-{number:02d}"
-        write_image(folder / "pairs" / f"{name}.png", np.concatenate([tiles[0], gap, tiles[1], gap, tiles[2]], axis=1))
+        write_image(folder / "pairs" / f"{name}.png", zoomed_strip(panels, (x, y, side), zoom, gap=12))
         key.append({"pair": name, "image": pair.name, "x": x, "y": y, "size": side, "A": a, "B": b})
     _write_rows(folder / "answers.csv", ["pair", "choice"], [{"pair": row["pair"], "choice": ""} for row in key])
     with atomic_output(folder / "pairs" / "judge.html") as tmp:
         tmp.write_text(_judge_page([row["pair"] for row in key]))
     _write_rows(folder / "key.csv", KEY_FIELDS, key)
-    return folder
+    return len(key)
 
 
 def _judge_page(names: list[str]) -> str:

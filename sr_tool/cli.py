@@ -334,11 +334,11 @@ def evaluate_models(
         _fail(f"--compare-models {compare_models}: expected two of the models scored ({', '.join(labels)})")
     picture_options = [name for name, value in (("--compare-models", compare_models), ("--compare-image", compare_image),
                                                  ("--crop", crop)) if value]  # fmt: skip
-    if blind and not pair_to_compare:
-        _fail(f"--blind {blind}: name the two models to judge with --compare-models A,B")
     if blind:
         from sr_tool.blind import check_new_test_folder
 
+        if not pair_to_compare:
+            _fail(f"--blind {blind}: name the two models to judge with --compare-models A,B")
         try:
             check_new_test_folder(blind)
         except ValueError as err:
@@ -412,10 +412,10 @@ def evaluate_models(
         from sr_tool.blind import write_blind_test
 
         try:
-            write_blind_test(outputs, pairs, *pair_to_compare, blind, count=compare_count or 20)
+            written = write_blind_test(outputs, pairs, *pair_to_compare, blind, count=compare_count or 20)
         except (ValueError, OSError) as err:
             _fail(str(err))
-        typer.echo(f"blind test: {min(compare_count or 20, len(pairs))} pairs in {Path(blind) / 'pairs'}; give the judge that "
+        typer.echo(f"blind test: {written} pairs in {Path(blind) / 'pairs'}; give the judge that "
                    f"folder (judge.html in a browser saves answers.csv), not key.csv; with {Path(blind) / 'answers.csv'} "
                    f"filled (A or B: which is closer to the ground truth): srtool blind-score {blind}")  # fmt: skip
 

@@ -283,7 +283,7 @@ def comparison_picture(
 ) -> Path:
     """The same crop (x, y, size in HR pixels; default: a centred square) of the HR image and each
     model's output, side by side and labelled, enlarged ``zoom`` times with nearest neighbour."""
-    hr = quantise(pair.hr[0].permute(1, 2, 0).numpy(), np.uint8)
+    hr = hr_pixels(pair)
     h, w = hr.shape[:2]
     if box is None:
         size = min(h, w, 128)
@@ -292,13 +292,23 @@ def comparison_picture(
     if not (0 <= x and 0 <= y and x + size <= w and y + size <= h):
         raise ValueError(f"crop {box} is outside the {w}x{h} image {pair.name}")
     panels = [(name, images[pair.name]) for name, images in outputs.items()] + [("HR", hr)]
-    tiles = [zoomed_crop(image, box, zoom, name) for name, image in panels]
-    gap = np.full((tiles[0].shape[0], 4, 3), 255, np.uint8)
-    strip = np.concatenate([t for tile in tiles for t in (tile, gap)][:-1], axis=1)
-    return write_image(path, strip)
+    return write_image(path, zoomed_strip(panels, box, zoom, gap=4))
 
 
-def zoomed_crop(image: np.ndarray, box: tuple[int, int, int], zoom: int, label: str) -> np.ndarray:
+def hr_pixels(pair: Pair) -> np.ndarray:
+    """The pair's HR image as HxWxC uint8, like the models' outputs that :func:`evaluate` returns."""
+    return quantise(pair.hr[0].permute(1, 2, 0).numpy(), np.uint8)
+
+
+def zoomed_strip(panels: Sequence[tuple[str, np.ndarray]], box: tuple[int, int, int], zoom: int, gap: int) -> np.ndarray:
+    """The same (x, y, size) crop of each (label, HxWxC uint8 image) panel, enlarged ``zoom`` times
+    with nearest neighbour and labelled, side by side with ``gap`` white pixels between."""
+    tiles = [_zoomed_crop(image, box, zoom, label) for label, image in panels]
+    space = np.full((tiles[0].shape[0], gap, 3), 255, np.uint8)
+    return np.concatenate([t for tile in tiles for t in (tile, space)][:-1], axis=1)
+
+
+def _zoomed_crop(image: np.ndarray, box: tuple[int, int, int], zoom: int, label: str) -> np.ndarray:
     """The (x, y, size) crop of an HxWxC uint8 image as RGB, enlarged with nearest neighbour, labelled."""
     from sr_tool.image_io import label_image
 
@@ -343,12 +353,9 @@ def difference_picture(
     found.sort(key=lambda item: -item[0])
     rows = []
     for _, pair, (x, y, side) in found[:count]:
-        hr = quantise(pair.hr[0].permute(1, 2, 0).numpy(), np.uint8)
         panels = ((f"{first}  ({pair.name}, x={x} y={y})", outputs[first][pair.name]),
-                  (second, outputs[second][pair.name]), ("HR", hr))  # fmt: skip
-        tiles = [zoomed_crop(image, (x, y, side), zoom, label) for label, image in panels]
-        gap = np.full((tiles[0].shape[0], 6, 3), 255, np.uint8)
-        rows.append(np.concatenate([tiles[0], gap, tiles[1], gap, tiles[2]], axis=1))
+                  (second, outputs[second][pair.name]), ("HR", hr_pixels(pair)))  # fmt: skip
+        rows.append(zoomed_strip(panels, (x, y, side), zoom, gap=6))
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 8), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
     return write_image(path, np.concatenate(rows, axis=0))
