@@ -210,10 +210,14 @@ class SRLightningModule(pl.LightningModule):
         if self.global_step < self.cfg.discriminator_warmup_steps:
             return self._discriminator_step(batch)
         sr = self._forward(batch["lr"])
+        reference = None
+        if self.loss.needs_reference:  # the EMA model's output: what the weights have learned for good
+            with torch.no_grad():
+                reference = self.ema(batch["lr"]).float()
         # Losses in float32 even under mixed precision: SSIM's variances (E[x^2] - E[x]^2) and the
         # deep-feature normalisation lose too much in bf16/fp16.
         with torch.autocast(self.device.type, enabled=False):
-            loss = self.loss(sr.float(), batch["hr"].float())
+            loss = self.loss(sr.float(), batch["hr"].float(), reference)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"the training loss is {loss.item()} at step {self.global_step}")
         self.log("train/loss", loss, prog_bar=True)

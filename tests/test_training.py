@@ -310,7 +310,8 @@ def test_every_loss_runs_one_step_with_finite_gradient(name, monkeypatch):
         monkeypatch.setattr(deep, "_imagenet_trunk_state", random_trunk)
     model = build_model(preset_config("srresnet-tiny", 2))
     loss = build_loss(name)
-    value = loss(model(torch.rand(2, 3, 24, 24)), torch.rand(2, 3, 48, 48))
+    target = torch.rand(2, 3, 48, 48)
+    value = loss(model(torch.rand(2, 3, 24, 24)), target, reference=target)  # ldl compares with a reference
     value.backward()
     grads = [p.grad for p in model.parameters()]
     assert torch.isfinite(value) and all(g is not None and torch.isfinite(g).all() for g in grads)
@@ -588,6 +589,15 @@ def test_discriminator_warmup_holds_the_upscaler_while_the_discriminator_learns(
         assert ckpt["srtool_loss_optimizers"]["1.gan"]["state"][0]["step"] == 10  # D learned in both
     with pytest.raises(ValueError, match="needs a gan term"):
         _cfg(folders, tmp_path / "nogan", loss="l1", discriminator_warmup_steps=5)
+
+
+def test_the_artifact_map_term_trains_against_the_ema_model(folders, tmp_path):
+    start = build_model(preset_config("srresnet-tiny", 2))
+    save_model(start, tmp_path / "start.pt")
+    train(_cfg(folders, tmp_path / "run", max_steps=4, steps_per_epoch=4, loss="ldl", init=str(tmp_path / "start.pt")))
+    ckpt = torch.load(tmp_path / "run/checkpoints/last.ckpt", weights_only=True)
+    # the term alone moved the upscaler: it was given the EMA's output and found pixels to charge
+    assert any(not torch.equal(v, ckpt["state_dict"][f"model.{k}"]) for k, v in start.state_dict().items())
 
 
 def test_validation_images_too_small_for_the_metrics_are_skipped_with_a_warning(folders, tmp_path, caplog):

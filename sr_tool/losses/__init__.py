@@ -14,6 +14,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from sr_tool.losses.artifact_map import ArtifactMapLoss
 from sr_tool.losses.ensemble import LowFrequencyL1Loss
 from sr_tool.losses.pixel import CharbonnierLoss, L1Loss, L2Loss
 from sr_tool.losses.spectral import SpectralExcessLoss
@@ -44,7 +45,8 @@ def _adversarial() -> nn.Module:
     return AdversarialLoss()
 
 
-#: The one registry of loss names. Every module takes (pred, target), NxCxHxW in [0, 1].
+#: The one registry of loss names. Every module takes (pred, target), NxCxHxW in [0, 1]; those with
+#: ``needs_reference`` also take ``reference``, the same batch from the EMA model.
 LOSSES: dict[str, Callable[[], nn.Module]] = {
     "l1": L1Loss,
     "l2": L2Loss,
@@ -67,6 +69,8 @@ LOSSES: dict[str, Callable[[], nn.Module]] = {
     "texture-vgg": _deep("texture", "vgg"),
     # a patch discriminator trained alongside: sees arrangement, which energy-based losses cannot
     "gan": _adversarial,
+    # LDL's artifact map: L1 where the errors vary locally and the EMA model does better
+    "ldl": ArtifactMapLoss,
 }
 
 #: The deep network each deep-feature loss trains on. A judge (an eval metric) that uses the same
@@ -133,11 +137,16 @@ class WeightedLoss(nn.Module):
         by their index and name, e.g. ``{"2.gan": AdversarialLoss}``: checkpoints keep them."""
         return {f"{i}.{n}": t for i, (n, t) in enumerate(zip(self.names, self.terms)) if hasattr(t, "optimizer_state")}
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    @property
+    def needs_reference(self) -> bool:
+        """Whether a term compares with a steadier model's output (pass it as ``reference``)."""
+        return any(getattr(t, "needs_reference", False) for t in self.terms)
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
         total = pred.new_zeros(())
         self.last_terms = {}
         for weight, name, term in zip(self.weights, self.names, self.terms):
-            value = term(pred, target)
+            value = term(pred, target, reference) if getattr(term, "needs_reference", False) else term(pred, target)
             self.last_terms[name] = value.detach()
             total = total + weight * value
         return total
