@@ -13,6 +13,10 @@ Ours differs from LDL's code in two ways: the map is rescaled to mean 1 over the
 pixels the model got better at are dropped (so a weight of 1 reads like an L1's, whatever the
 images), and it carries no gradient of its own (the map decides where to look; only the pixels it
 points at are moved).
+
+What it does not defend against: a pattern the reference has too. From a start that already paints
+cells, the cells stay; and early in a fine-tune the EMA follows the weights within some tens of
+steps, so a pattern that grows slowly is soon in the reference as well (train/README.md).
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ def artifact_map(pred: torch.Tensor, target: torch.Tensor, reference: torch.Tens
     ``pred``, ``target``, ``reference``: NxCxHxW in [0, 1], H and W > window // 2. The residual
     ``|target - pred|``, summed over channels, has its variance taken in a ``window`` square around
     each pixel, times the image's whole-residual variance to the power 1/5 (an image with large,
-    uneven errors counts more, as in LDL), rescaled to mean 1 over the batch. Pixels where ``pred`` is closer to the target than
-    ``reference`` (the steadier model) are 0: what the model gets better at is not charged.
+    uneven errors counts more, as in LDL), rescaled to mean 1 over the batch. Pixels where ``pred``
+    is closer to the target than ``reference`` (the steadier model) are 0: what the model gets
+    better at is not charged.
     """
     if not (pred.shape == target.shape == reference.shape) or pred.dim() != 4:
         raise ValueError(f"expected three NxCxHxW images of one shape, got {tuple(pred.shape)}, "
