@@ -15,8 +15,9 @@ images), and it carries no gradient of its own (the map decides where to look; o
 points at are moved).
 
 What it does not defend against: a pattern the reference has too. From a start that already paints
-cells, the cells stay; and early in a fine-tune the EMA follows the weights within some tens of
-steps, so a pattern that grows slowly is soon in the reference as well (train/README.md).
+cells, the cells stay; and in a fine-tune of a few thousand steps the EMA (with its warm-up) lags
+the weights by about a ninth of the steps run, so a pattern that grows slowly is soon in the
+reference as well (train/README.md).
 """
 
 from __future__ import annotations
