@@ -129,6 +129,7 @@ class WeightedLoss(nn.Module):
         self.terms = nn.ModuleList(
             LOSSES[n](backbone_weights=lpips_backbone) if n.startswith("lpips-") else LOSSES[n]() for n in self.names
         )
+        self.takes_reference = [getattr(t, "needs_reference", False) for t in self.terms]
         self.last_terms: dict[str, torch.Tensor] = {}
 
     @property
@@ -140,13 +141,13 @@ class WeightedLoss(nn.Module):
     @property
     def needs_reference(self) -> bool:
         """Whether a term compares with a steadier model's output (pass it as ``reference``)."""
-        return any(getattr(t, "needs_reference", False) for t in self.terms)
+        return any(self.takes_reference)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
         total = pred.new_zeros(())
         self.last_terms = {}
-        for weight, name, term in zip(self.weights, self.names, self.terms):
-            value = term(pred, target, reference) if getattr(term, "needs_reference", False) else term(pred, target)
+        for weight, name, term, takes_reference in zip(self.weights, self.names, self.terms, self.takes_reference):
+            value = term(pred, target, reference) if takes_reference else term(pred, target)
             self.last_terms[name] = value.detach()
             total = total + weight * value
         return total
