@@ -35,6 +35,7 @@ from sr_tool.resize import imresize
 log = logging.getLogger(__name__)
 
 SCHEDULES = ("cosine", "step", "constant")
+REFERENCES = ("ema", "init")  # what the ldl loss compares with (TrainConfig.reference)
 # Lightning warnings about things srtool does on purpose: frozen EMA / loss networks in eval mode,
 # LR made in the module's on_after_batch_transfer.
 _EXPECTED_WARNINGS = (".*module\\(s\\) in eval mode.*", ".*overridden `on_after_batch_transfer`.*", ".*LeafSpec.*",
@@ -97,6 +98,10 @@ class TrainConfig:
     # gan loss only: for the first steps the upscaler holds still and only the discriminator learns,
     # so that it knows the starting model's patterns before the upscaler answers it (BasicSR: net_d_init_iters)
     discriminator_warmup_steps: int = 0
+    # ldl loss only: the steadier model it compares with. "ema": the EMA of the weights (LDL's), which
+    # follows the run, so a pattern that grows slowly is soon in it too; "init": the model the run
+    # started from, frozen, so anything the run paints that makes a pixel worse than it is charged.
+    reference: str = "ema"
     accelerator: str = "auto"
     devices: str = "auto"
     num_nodes: int = 1
@@ -112,6 +117,12 @@ class TrainConfig:
         terms = parse_loss_spec(self.loss)  # fail now on a typo, listing the valid names
         if self.discriminator_warmup_steps and "gan" not in {name for _, name in terms}:
             raise ValueError(f"discriminator_warmup_steps needs a gan term in the loss, got {self.loss!r}")
+        if self.reference not in REFERENCES:
+            raise ValueError(f"reference must be one of {', '.join(REFERENCES)}, got {self.reference!r}")
+        if self.reference == "init" and not self.init:
+            raise ValueError("reference: init needs an init model to compare with")
+        if self.reference != "ema" and "ldl" not in {name for _, name in terms}:
+            raise ValueError(f"reference: {self.reference} needs an ldl term in the loss, got {self.loss!r}")
         self.degradation = degradation_from_spec(self.degradations)
         if self.lr_dirs and self.degradation.name != "clean":
             raise ValueError("paired LR folders and degradations exclude each other: the LR is either read or made")
@@ -173,6 +184,12 @@ class SRLightningModule(pl.LightningModule):
             self.model = self.model.to(memory_format=torch.channels_last)
         self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
         self.loss = build_loss(cfg.loss, cfg.lpips_backbone)
+        # A submodule, so it follows the device and a resume restores it as it was.
+        self.reference_model = None
+        if self.loss.needs_reference and cfg.reference == "init":
+            self.reference_model = copy.deepcopy(self.ema)
+            if cfg.resume:  # self.model holds no init weights yet; the checkpoint overwrites these anyway
+                load_matching_weights(self.reference_model, cfg.init)
         self.strict_loading = False  # frozen loss networks are not stored in checkpoints
         # Not a submodule (it is self.model, maybe compiled): checkpoints would hold the weights twice.
         self.__dict__["_forward"] = torch.compile(self.model) if cfg.compile else self.model
@@ -211,9 +228,10 @@ class SRLightningModule(pl.LightningModule):
             return self._discriminator_step(batch)
         sr = self._forward(batch["lr"])
         reference = None
-        if self.loss.needs_reference:  # the EMA model's output: what the weights have learned for good
+        if self.loss.needs_reference:  # what the weights have learned for good, or the starting model
+            steady = self.ema if self.reference_model is None else self.reference_model
             with torch.no_grad():
-                reference = self.ema(batch["lr"]).float()
+                reference = steady(batch["lr"]).float()
         # Losses in float32 even under mixed precision: SSIM's variances (E[x^2] - E[x]^2) and the
         # deep-feature normalisation lose too much in bf16/fp16.
         with torch.autocast(self.device.type, enabled=False):

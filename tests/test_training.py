@@ -600,6 +600,28 @@ def test_the_artifact_map_term_trains_against_the_ema_model(folders, tmp_path):
     assert any(not torch.equal(v, ckpt["state_dict"][f"model.{k}"]) for k, v in start.state_dict().items())
 
 
+def test_a_fixed_reference_is_the_starting_model_through_training_and_resumes(folders, tmp_path):
+    start = build_model(preset_config("srresnet-tiny", 2))
+    save_model(start, tmp_path / "start.pt")
+    settings = dict(loss="ldl", reference="init", init=str(tmp_path / "start.pt"), max_steps=8, steps_per_epoch=4)
+    with pytest.raises(Crash):
+        train(_cfg(folders, tmp_path / "run", **settings), callbacks=[CrashAtStep(4)])
+    train(_cfg(folders, tmp_path / "run", resume=True, **settings))
+    state = torch.load(tmp_path / "run/checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    for k, v in start.state_dict().items():
+        assert torch.equal(state[f"reference_model.{k}"], v)  # held still, across the resume too
+    assert any(not torch.equal(v, state[f"model.{k}"]) for k, v in start.state_dict().items())
+
+
+def test_a_fixed_reference_needs_a_start_and_an_ldl_term(folders, tmp_path):
+    with pytest.raises(ValueError, match="reference: init needs an init model"):
+        _cfg(folders, tmp_path, loss="l1+ldl", reference="init")
+    with pytest.raises(ValueError, match="reference: init needs an ldl term in the loss, got 'l1'"):
+        _cfg(folders, tmp_path, loss="l1", reference="init", init="pixel")
+    with pytest.raises(ValueError, match="reference must be one of ema, init, got 'pixel'"):
+        _cfg(folders, tmp_path, loss="ldl", reference="pixel")
+
+
 def test_validation_images_too_small_for_the_metrics_are_skipped_with_a_warning(folders, tmp_path, caplog):
     from PIL import Image
 
