@@ -17,7 +17,9 @@ points at are moved).
 What it does not defend against: a pattern the reference has too. From a start that already paints
 cells, the cells stay; and in a fine-tune of a few thousand steps the EMA (with its warm-up) lags
 the weights by about a ninth of the steps run, so a pattern that grows slowly is soon in the
-reference as well (train/README.md).
+reference as well (train/README.md). Training can instead pass the starting model, frozen, as the
+reference (recipe key ``reference: init``): then anything the run paints that makes a pixel worse
+than its start is charged, however slowly it grows.
 """
 
 from __future__ import annotations
@@ -58,9 +60,9 @@ class ArtifactMapLoss(nn.Module):
     """``mean(m * |pred - target|)``, with ``m`` the :func:`artifact_map`.
 
     Inputs NxCxHxW in [0, 1] and, as ``reference``, the same batch upscaled by a steadier model (in
-    training: the EMA of the weights); returns a scalar. 0 where the prediction matches the target
-    or beats the reference everywhere. Pair it with the terms that ask for texture
-    (``l1+0.1*elpips-alex+0.05*gan+1*ldl``); alone it is a weighted L1.
+    training: the EMA of the weights, or the starting model); returns a scalar. 0 where the
+    prediction matches the target or beats the reference everywhere. Pair it with the terms that ask
+    for texture (``l1+0.1*elpips-alex+0.05*gan+1*ldl``); alone it is a weighted L1.
     """
 
     needs_reference = True
