@@ -46,7 +46,7 @@ def _adversarial() -> nn.Module:
 
 
 #: The one registry of loss names. Every module takes (pred, target), NxCxHxW in [0, 1]; those with
-#: ``needs_reference`` also take ``reference``, the same batch from the EMA model.
+#: ``needs_reference`` also take ``reference``, the same batch from the EMA or the starting model.
 LOSSES: dict[str, Callable[[], nn.Module]] = {
     "l1": L1Loss,
     "l2": L2Loss,
