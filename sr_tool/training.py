@@ -188,7 +188,9 @@ class SRLightningModule(pl.LightningModule):
         self.reference_model = None
         if self.loss.needs_reference and cfg.reference == "init":
             self.reference_model = copy.deepcopy(self.ema)
-            if cfg.resume:  # self.model holds no init weights yet; the checkpoint overwrites these anyway
+            # A resume leaves self.model uninitialised: load the start here too, so that even a checkpoint
+            # without these weights compares with the start (a checkpoint that has them restores the same).
+            if cfg.resume:
                 load_matching_weights(self.reference_model, cfg.init)
         self.strict_loading = False  # frozen loss networks are not stored in checkpoints
         # Not a submodule (it is self.model, maybe compiled): checkpoints would hold the weights twice.
@@ -501,7 +503,7 @@ def _loggers(out_dir: Path):
 #: and the data folders may change).
 RUN_SETTINGS = ("preset", "scale", "loss", "lpips_backbone", "patch_size", "batch_size", "steps_per_epoch", "lr",
                 "schedule", "warmup_steps", "min_lr_ratio", "step_milestones", "step_gamma", "ema_decay",
-                "grad_clip", "monitor", "seed", "degradations")  # fmt: skip
+                "grad_clip", "monitor", "seed", "degradations", "reference")  # fmt: skip
 
 
 def _check_resumable(cfg: TrainConfig, last: Path) -> None:

@@ -16,6 +16,7 @@ from sr_tool.losses import LOSSES, LossSpecError, build_loss, parse_loss_spec
 from sr_tool.metrics import psnr_y
 from sr_tool.resize import imresize
 from sr_tool.training import (
+    SRLightningModule,
     TimeBudget,
     TrainConfig,
     TrainingError,
@@ -611,6 +612,21 @@ def test_a_fixed_reference_is_the_starting_model_through_training_and_resumes(fo
     for k, v in start.state_dict().items():
         assert torch.equal(state[f"reference_model.{k}"], v)  # held still, across the resume too
     assert any(not torch.equal(v, state[f"model.{k}"]) for k, v in start.state_dict().items())
+
+
+def test_the_ldl_term_is_given_the_frozen_start_and_not_the_ema(tmp_path):
+    save_model(build_model(preset_config("srresnet-tiny", 2)), tmp_path / "start.pt")
+    module = SRLightningModule(TrainConfig(scale=2, preset="srresnet-tiny", loss="ldl", reference="init",
+                                           init=str(tmp_path / "start.pt"), accelerator="cpu"))  # fmt: skip
+    generator = torch.Generator().manual_seed(0)
+    batch = {"lr": torch.rand(2, 3, 16, 16, generator=generator), "hr": torch.rand(2, 3, 32, 32, generator=generator)}
+    with pytest.warns(UserWarning, match="self.log"):  # no Trainer here
+        as_started = float(module.training_step(batch, 0))
+        with torch.no_grad():
+            for weight in module.reference_model.parameters():
+                weight.mul_(0.5)  # a worse reference: fewer pixels where the model is behind it
+        against_changed = float(module.training_step(batch, 0))
+    assert against_changed < 0.9 * as_started
 
 
 def test_a_fixed_reference_needs_a_start_and_an_ldl_term(folders, tmp_path):
