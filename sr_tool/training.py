@@ -114,14 +114,14 @@ class TrainConfig:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.monitor not in MONITORS:
             raise ValueError(f"monitor must be one of {', '.join(MONITORS)}, got {self.monitor!r}")
-        terms = parse_loss_spec(self.loss)  # fail now on a typo, listing the valid names
-        if self.discriminator_warmup_steps and "gan" not in {name for _, name in terms}:
+        term_names = {name for _, name in parse_loss_spec(self.loss)}  # fail now on a typo, listing the valid names
+        if self.discriminator_warmup_steps and "gan" not in term_names:
             raise ValueError(f"discriminator_warmup_steps needs a gan term in the loss, got {self.loss!r}")
         if self.reference not in REFERENCES:
             raise ValueError(f"reference must be one of {', '.join(REFERENCES)}, got {self.reference!r}")
         if self.reference == "init" and not self.init:
             raise ValueError("reference: init needs an init model to compare with")
-        if self.reference != "ema" and "ldl" not in {name for _, name in terms}:
+        if self.reference != "ema" and "ldl" not in term_names:
             raise ValueError(f"reference: {self.reference} needs an ldl term in the loss, got {self.loss!r}")
         self.degradation = degradation_from_spec(self.degradations)
         if self.lr_dirs and self.degradation.name != "clean":
